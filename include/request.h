@@ -35,8 +35,10 @@ struct request {
 	const char *key;       /* borrowed strings point into root */
 	const char *user;
 	int channel;           /* enum channel; CH_ALL for unsubscribe "all" */
-	char to[256];          /* normalised email / E.164; push: the token */
+	char to[256];          /* normalised email / E.164; push: the token
+	                          when shorter than 256 bytes, else "" */
 	int push_platform;     /* 0 fcm, 1 apns (push only) */
+	const char *push_token; /* push: the whole token (<= 4096 bytes) */
 	const char *template_name;
 	const char *locale;
 	json_t *vars;          /* borrowed; an object or NULL */

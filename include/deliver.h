@@ -1,0 +1,48 @@
+/* deliver.h: turns a claimed job into a message and hands it to its
+ * transport, then turns the transport's result into the job's outcome.
+ *
+ * render (templates) -> build (GMime for email, a JSON line for SMS and
+ * push) -> transport (the file outboxes now; SMTP and HTTP later) ->
+ * outcome: sent, retry with exponential backoff and jitter between
+ * retry.base and retry.max, or failed -> store. Loop thread only.
+ */
+#ifndef ROUSE_DELIVER_H
+#define ROUSE_DELIVER_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config.h"
+#include "job.h"
+#include "store.h"
+#include "templates.h"
+
+struct deliver;
+
+/* Called once per job handed to deliver_job, after its outcome is
+ * committed. */
+typedef void (*deliver_finished_fn)(void *ud, int channel);
+
+/* Opens the transports. Blocking (before the loop runs). */
+int deliver_open(uv_loop_t *loop, const struct config *cfg,
+		 const struct templates *templates, struct store *store,
+		 deliver_finished_fn finished, void *ud, struct deliver **out,
+		 char *err, size_t errlen);
+
+/* Start-up recovery: whether the transport already holds this job. */
+bool deliver_already_done(void *deliver, const struct job *job);
+
+/* Takes ownership of job (state `sending`). Returns the transport quantity
+ * it costs (SMS segments, else 1) for the transport's rate bucket. */
+int deliver_job(struct deliver *d, struct job *job);
+
+/* Jobs handed over whose outcome is not committed yet. */
+size_t deliver_in_flight(const struct deliver *d);
+
+/* Stops the transports (what they hold finishes first); outcomes may
+ * still be committed afterwards, so the struct lives until deliver_free,
+ * to be called once the store is closed. */
+void deliver_close(struct deliver *d);
+void deliver_free(struct deliver *d);
+
+#endif

@@ -1,0 +1,1221 @@
+/* config.c: loads and validates the daemon's JSON configuration file, and
+ * reads secrets named by `*_env` / `*_file` keys.
+ *
+ * DESIGN
+ * The file is decoded by jansson with duplicate keys refused, then checked
+ * in two passes, each stopping at the first problem:
+ *   1. The whole tree is scanned for keys that look like inline secrets
+ *      ("password", "token", "*_secret", ...). This runs first so that a
+ *      secret pasted into a section this version does not support yet is
+ *      still reported as a secret (the operator must rotate it), not as an
+ *      unsupported section.
+ *   2. Each section is walked by hand-written code that knows its keys:
+ *      every object's keys are compared with the known list first (unknown
+ *      key -> error, key of a feature not built yet -> "not supported
+ *      yet"), then each value is type- and range-checked and copied into
+ *      struct config. Absent keys take the defaults documented in
+ *      config.h.
+ * Every message starts with the key's full dotted path, array elements as
+ * "[i]" ("limits.per_user[1].window: ..."). Keys and values quoted in
+ * messages have control bytes escaped and are shortened, so a message is
+ * always one line of bounded length.
+ *
+ * Paths are resolved textually: a relative path is joined to the absolute
+ * directory of the config file (the realpath of the directory the file
+ * name is in, so a symlinked config still resolves against where it was
+ * named). Only the config file itself must exist at load time.
+ *
+ * Secrets read by config_read_secret never appear in an error message:
+ * messages name the key, the variable or the file, and buffers that held
+ * a refused secret are wiped before they are freed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "config.h"
+#include "timefmt.h"
+
+#define CONFIG_KEYPATH_MAX 256   /* longest key path shown in a message */
+#define CONFIG_SHOW_MAX 80       /* longest quoted value shown */
+#define CONFIG_SECRET_MAX (64 * 1024)
+#define CONFIG_MAX_LINE_MIN 256
+#define CONFIG_MAX_LINE_MAX ((long long)64 * 1024 * 1024)
+#define CONFIG_MAX_CONNECTIONS_MAX (1024 * 1024)
+#define CONFIG_MAX_ATTEMPTS_MAX 1000
+#define CONFIG_PER_USER_MAX 64
+#define CONFIG_RATE_MAX 1e9
+/* Upper bound for every duration: ten years keeps now + duration far
+ * from int64 overflow anywhere downstream. */
+#define CONFIG_DURATION_MAX (INT64_C(3650) * 24 * 3600 * 1000)
+#define CONFIG_DURATION_HINT "(use e.g. 30s, 15m, 24h, 7d)"
+
+struct config_loader {
+	struct config *cfg;
+	char *err;
+	size_t errlen;
+};
+
+/* ---- messages ---------------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4)))
+static int config_set_error(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err && errlen > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+#define config_fail(ld, ...) config_set_error((ld)->err, (ld)->errlen, __VA_ARGS__)
+
+/* Appends src to dst (capacity cap, dst already NUL-terminated) with
+ * control bytes escaped (and '"' '\\' too when `quotes`), stopping at
+ * `limit` bytes of dst and marking the cut with "...". A cut never splits
+ * a UTF-8 sequence. */
+static void config_append_escaped(char *dst, size_t cap, const char *src,
+				  size_t limit, bool quotes)
+{
+	size_t len = strlen(dst);
+	if (limit > cap - 1)
+		limit = cap - 1;
+	for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+		char piece[8];
+		size_t n;
+		if (*p < 0x20 || *p == 0x7f) {
+			n = (size_t)snprintf(piece, sizeof piece, "\\x%02x", *p);
+		} else if (quotes && (*p == '"' || *p == '\\')) {
+			piece[0] = '\\';
+			piece[1] = (char)*p;
+			n = 2;
+		} else {
+			piece[0] = (char)*p;
+			n = 1;
+		}
+		if (len + n + 3 > limit) {
+			/* Drop a partly copied UTF-8 sequence before the cut. */
+			while (len > 0 && ((unsigned char)dst[len - 1] & 0xc0) == 0x80)
+				len--;
+			if (len > 0 && ((unsigned char)dst[len - 1] & 0xc0) == 0xc0)
+				len--;
+			if (len + 3 <= limit) {
+				memcpy(dst + len, "...", 3);
+				len += 3;
+			}
+			break;
+		}
+		memcpy(dst + len, piece, n);
+		len += n;
+	}
+	dst[len] = '\0';
+}
+
+/* Quoted, escaped, shortened form of a string value for a message. */
+static const char *config_show(char *buf, size_t cap, const char *s)
+{
+	buf[0] = '\0';
+	config_append_escaped(buf, cap, s, cap - 3, true);
+	size_t len = strlen(buf);
+	memmove(buf + 1, buf, len + 1);
+	buf[0] = '"';
+	buf[len + 1] = '"';
+	buf[len + 2] = '\0';
+	return buf;
+}
+
+/* dst = parent + "." + key (or key alone at the top level). */
+static void config_path_key(char dst[CONFIG_KEYPATH_MAX], const char *parent,
+			    const char *key)
+{
+	dst[0] = '\0';
+	if (parent && parent[0]) {
+		snprintf(dst, CONFIG_KEYPATH_MAX, "%s.", parent);
+	}
+	config_append_escaped(dst, CONFIG_KEYPATH_MAX, key,
+			      CONFIG_KEYPATH_MAX - 1, true);
+}
+
+static void config_path_index(char dst[CONFIG_KEYPATH_MAX], const char *parent,
+			      size_t i)
+{
+	snprintf(dst, CONFIG_KEYPATH_MAX, "%s[%zu]", parent, i);
+}
+
+static const char *config_json_kind(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a number with a fraction";
+	case JSON_TRUE:
+	case JSON_FALSE: return "a boolean";
+	case JSON_NULL: return "null";
+	}
+	return "an unknown value";
+}
+
+static int config_oom(struct config_loader *ld)
+{
+	return config_fail(ld, "out of memory while loading the configuration");
+}
+
+static void config_strerror(int errnum, char *buf, size_t cap)
+{
+	if (strerror_r(errnum, buf, cap) != 0)
+		snprintf(buf, cap, "error %d", errnum);
+}
+
+/* ---- pass 1: inline secrets ------------------------------------------- */
+
+static bool config_ends_with(const char *s, const char *suffix)
+{
+	size_t ls = strlen(s), lx = strlen(suffix);
+	return ls >= lx && memcmp(s + ls - lx, suffix, lx) == 0;
+}
+
+static bool config_is_secret_key(const char *key)
+{
+	static const char *const names[] = {
+		"password", "token", "auth_token", "secret", "key",
+		"private_key", "api_key",
+	};
+	static const char *const suffixes[] = {
+		"_password", "_token", "_secret", "_key",
+	};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(key, names[i]) == 0)
+			return true;
+	for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++)
+		if (config_ends_with(key, suffixes[i]))
+			return true;
+	return false;
+}
+
+static int config_scan_secrets(struct config_loader *ld, json_t *v,
+			       const char *path)
+{
+	char child[CONFIG_KEYPATH_MAX];
+	if (json_is_object(v)) {
+		const char *key;
+		json_t *sub;
+		json_object_foreach(v, key, sub) {
+			config_path_key(child, path, key);
+			if (config_is_secret_key(key)) {
+				char bare[CONFIG_KEYPATH_MAX] = "";
+				config_append_escaped(bare, sizeof bare, key, 64, true);
+				return config_fail(ld,
+					"%s: secrets are not accepted inline; "
+					"use %s_env or %s_file", child, bare, bare);
+			}
+			if (config_scan_secrets(ld, sub, child) != 0)
+				return -1;
+		}
+	} else if (json_is_array(v)) {
+		size_t i;
+		json_t *sub;
+		json_array_foreach(v, i, sub) {
+			config_path_index(child, path, i);
+			if (config_scan_secrets(ld, sub, child) != 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- pass 2 helpers --------------------------------------------------- */
+
+static bool config_in_list(const char *key, const char *const *list)
+{
+	for (; list && *list; list++)
+		if (strcmp(key, *list) == 0)
+			return true;
+	return false;
+}
+
+/* Refuses any key of obj not in `known`; keys in `later` are features this
+ * version does not build yet. */
+static int config_check_keys(struct config_loader *ld, json_t *obj,
+			     const char *path, const char *const *known,
+			     const char *const *later)
+{
+	char child[CONFIG_KEYPATH_MAX];
+	const char *key;
+	json_t *sub;
+	json_object_foreach(obj, key, sub) {
+		if (config_in_list(key, known))
+			continue;
+		config_path_key(child, path, key);
+		if (config_in_list(key, later))
+			return config_fail(ld, "not supported yet: %s", child);
+		return config_fail(ld, "unknown key: %s", child);
+	}
+	return 0;
+}
+
+/* Section object obj[key]: *out is NULL when absent. */
+static int config_get_object(struct config_loader *ld, json_t *obj,
+			     const char *key, const char *parent, json_t **out)
+{
+	char path[CONFIG_KEYPATH_MAX];
+	json_t *v = json_object_get(obj, key);
+	*out = NULL;
+	if (!v)
+		return 0;
+	if (!json_is_object(v)) {
+		config_path_key(path, parent, key);
+		return config_fail(ld, "%s: expected an object, got %s", path,
+				   config_json_kind(v));
+	}
+	*out = v;
+	return 0;
+}
+
+/* Non-empty string obj[key]; *out stays untouched when absent, is set to
+ * NULL-free borrowed text otherwise. */
+static int config_get_string(struct config_loader *ld, json_t *obj,
+			     const char *key, const char *parent,
+			     const char **out)
+{
+	char path[CONFIG_KEYPATH_MAX];
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return 0;
+	config_path_key(path, parent, key);
+	if (!json_is_string(v))
+		return config_fail(ld, "%s: expected a string, got %s", path,
+				   config_json_kind(v));
+	if (json_string_length(v) == 0)
+		return config_fail(ld, "%s: must not be empty", path);
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int config_get_int(struct config_loader *ld, json_t *obj,
+			  const char *key, const char *parent, long long min,
+			  long long max, long long *out)
+{
+	char path[CONFIG_KEYPATH_MAX];
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return 0;
+	config_path_key(path, parent, key);
+	if (!json_is_integer(v))
+		return config_fail(ld, "%s: expected an integer, got %s", path,
+				   config_json_kind(v));
+	long long n = (long long)json_integer_value(v);
+	if (n < min || n > max)
+		return config_fail(ld, "%s: %lld is out of range (%lld..%lld)",
+				   path, n, min, max);
+	*out = n;
+	return 0;
+}
+
+/* A positive number no larger than CONFIG_RATE_MAX, >= min. */
+static int config_get_number(struct config_loader *ld, json_t *obj,
+			     const char *key, const char *parent, double min,
+			     bool min_exclusive, double *out)
+{
+	char path[CONFIG_KEYPATH_MAX];
+	json_t *v = json_object_get(obj, key);
+	config_path_key(path, parent, key);
+	if (!v)
+		return config_fail(ld, "%s: missing", path);
+	if (!json_is_number(v))
+		return config_fail(ld, "%s: expected a number, got %s", path,
+				   config_json_kind(v));
+	double d = json_number_value(v);
+	if (!isfinite(d) || d > CONFIG_RATE_MAX)
+		return config_fail(ld, "%s: %g is too large", path, d);
+	if (min_exclusive ? !(d > min) : !(d >= min))
+		return config_fail(ld, "%s: %g must be %s %g", path, d,
+				   min_exclusive ? "greater than" : "at least",
+				   min);
+	*out = d;
+	return 0;
+}
+
+/* Duration obj[key] in (0 or min_ms)..CONFIG_DURATION_MAX; *text gets the
+ * string as written. */
+static int config_get_duration(struct config_loader *ld, json_t *obj,
+			       const char *key, const char *parent,
+			       int64_t min_ms, int64_t *out, const char **text)
+{
+	char path[CONFIG_KEYPATH_MAX], shown[CONFIG_SHOW_MAX];
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return 0;
+	config_path_key(path, parent, key);
+	if (!json_is_string(v))
+		return config_fail(ld, "%s: expected a duration string such as "
+				   "\"30s\", got %s", path, config_json_kind(v));
+	const char *s = json_string_value(v);
+	int64_t ms;
+	if (duration_parse(s, &ms) != 0)
+		return config_fail(ld, "%s: invalid duration %s "
+				   CONFIG_DURATION_HINT, path,
+				   config_show(shown, sizeof shown, s));
+	if (ms < min_ms)
+		return config_fail(ld, "%s: duration %s must be greater than 0",
+				   path, config_show(shown, sizeof shown, s));
+	if (ms > CONFIG_DURATION_MAX)
+		return config_fail(ld, "%s: duration %s is longer than 3650d",
+				   path, config_show(shown, sizeof shown, s));
+	*out = ms;
+	if (text)
+		*text = s;
+	return 0;
+}
+
+/* Maps a string to one of `names` (NULL-terminated); *index stays put when
+ * the key is absent. */
+static int config_get_enum(struct config_loader *ld, json_t *obj,
+			   const char *key, const char *parent,
+			   const char *const *names, int *index)
+{
+	char path[CONFIG_KEYPATH_MAX], shown[CONFIG_SHOW_MAX], choices[128];
+	const char *s = NULL;
+	if (config_get_string(ld, obj, key, parent, &s) != 0)
+		return -1;
+	if (!s)
+		return 0;
+	for (int i = 0; names[i]; i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*index = i;
+			return 0;
+		}
+	}
+	choices[0] = '\0';
+	size_t used = 0;
+	for (int i = 0; names[i] && used < sizeof choices; i++) {
+		int n = snprintf(choices + used, sizeof choices - used, "%s\"%s\"",
+				 i == 0 ? "" : (names[i + 1] ? ", " : " or "),
+				 names[i]);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+	config_path_key(path, parent, key);
+	return config_fail(ld, "%s: expected %s, got %s", path, choices,
+			   config_show(shown, sizeof shown, s));
+}
+
+/* dir + "/" + rel, or a copy of rel when it is absolute. */
+static char *config_join(const char *dir, const char *rel)
+{
+	if (rel[0] == '/')
+		return strdup(rel);
+	size_t ld = strlen(dir), lr = strlen(rel);
+	bool slash = ld > 0 && dir[ld - 1] == '/';
+	char *p = malloc(ld + lr + 2);
+	if (!p)
+		return NULL;
+	memcpy(p, dir, ld);
+	if (!slash)
+		p[ld++] = '/';
+	memcpy(p + ld, rel, lr + 1);
+	return p;
+}
+
+/* Replaces *slot with the resolved path obj[key] when present, else with
+ * base joined with `fallback` when *slot is still NULL. */
+static int config_get_path(struct config_loader *ld, json_t *obj,
+			   const char *key, const char *parent,
+			   const char *base, const char *fallback, char **slot)
+{
+	const char *s = NULL;
+	if (obj && config_get_string(ld, obj, key, parent, &s) != 0)
+		return -1;
+	char *resolved = s ? config_join(ld->cfg->dir, s)
+			   : config_join(base, fallback);
+	if (!resolved)
+		return config_oom(ld);
+	free(*slot);
+	*slot = resolved;
+	return 0;
+}
+
+static int config_dup(struct config_loader *ld, char **slot, const char *s)
+{
+	char *copy = strdup(s);
+	if (!copy)
+		return config_oom(ld);
+	free(*slot);
+	*slot = copy;
+	return 0;
+}
+
+/* A plausible BCP 47 tag: a 2-3 letter language, then subtags of 1-8
+ * letters or digits separated by '-' ("en", "zh-CN", "zh-Hant-TW",
+ * "es-419"); at most 35 bytes. */
+static bool config_locale_ok(const char *s)
+{
+	size_t len = strlen(s);
+	if (len < 2 || len > 35)
+		return false;
+	size_t i = 0;
+	while (i < len && ((s[i] >= 'a' && s[i] <= 'z') ||
+			   (s[i] >= 'A' && s[i] <= 'Z')))
+		i++;
+	if (i < 2 || i > 3)
+		return false;
+	while (i < len) {
+		if (s[i] != '-')
+			return false;
+		size_t start = ++i;
+		while (i < len && ((s[i] >= 'a' && s[i] <= 'z') ||
+				   (s[i] >= 'A' && s[i] <= 'Z') ||
+				   (s[i] >= '0' && s[i] <= '9')))
+			i++;
+		if (i - start < 1 || i - start > 8)
+			return false;
+	}
+	return true;
+}
+
+/* "local@domain" or "Display Name <local@domain>": exactly one '@' in the
+ * address, both sides non-empty, no spaces, control bytes or angle
+ * brackets in the address, and no control bytes anywhere (a CR or LF here
+ * would end up in a mail header). */
+static bool config_from_ok(const char *s)
+{
+	size_t len = strlen(s);
+	if (len > 512)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	const char *addr = s;
+	size_t alen = len;
+	const char *lt = strchr(s, '<');
+	if (lt) {
+		if (s[len - 1] != '>' || strchr(lt + 1, '<'))
+			return false;
+		if (memchr(s, '>', (size_t)(lt - s)))
+			return false;
+		addr = lt + 1;
+		alen = (size_t)(s + len - 1 - addr);
+	}
+	const char *at = NULL;
+	for (size_t i = 0; i < alen; i++) {
+		char c = addr[i];
+		if (c == ' ' || c == '<' || c == '>' || c == '"' || c == ',')
+			return false;
+		if (c == '@') {
+			if (at)
+				return false;
+			at = addr + i;
+		}
+	}
+	return at && at > addr && at < addr + alen - 1;
+}
+
+static bool config_has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+/* ---- sections --------------------------------------------------------- */
+
+static int config_intake(struct config_loader *ld, json_t *root)
+{
+	static const char *const known[] = {
+		"socket", "max_line", "max_connections", "max_pending", NULL
+	};
+	struct config *cfg = ld->cfg;
+	json_t *o;
+	if (config_get_object(ld, root, "intake", NULL, &o) != 0)
+		return -1;
+	if (o && config_check_keys(ld, o, "intake", known, NULL) != 0)
+		return -1;
+	if (config_get_path(ld, o, "socket", "intake", cfg->data_dir,
+			    "rouse.sock", &cfg->socket_path) != 0)
+		return -1;
+	struct sockaddr_un sun;
+	if (strlen(cfg->socket_path) >= sizeof sun.sun_path) {
+		char shown[512];
+		return config_fail(ld, "intake.socket: %s is %zu bytes, longer "
+				   "than a Unix socket path may be (%zu)",
+				   config_show(shown, sizeof shown, cfg->socket_path),
+				   strlen(cfg->socket_path),
+				   sizeof sun.sun_path - 1);
+	}
+	if (!o)
+		return 0;
+	long long n = (long long)cfg->max_line;
+	if (config_get_int(ld, o, "max_line", "intake", CONFIG_MAX_LINE_MIN,
+			   CONFIG_MAX_LINE_MAX, &n) != 0)
+		return -1;
+	cfg->max_line = (size_t)n;
+	n = cfg->max_connections;
+	if (config_get_int(ld, o, "max_connections", "intake", 1,
+			   CONFIG_MAX_CONNECTIONS_MAX, &n) != 0)
+		return -1;
+	cfg->max_connections = (int)n;
+	n = cfg->max_pending;
+	if (config_get_int(ld, o, "max_pending", "intake", 1, INT_MAX, &n) != 0)
+		return -1;
+	cfg->max_pending = (int)n;
+	return 0;
+}
+
+static int config_email(struct config_loader *ld, json_t *root)
+{
+	static const char *const known[] = {
+		"from", "transport", "maildir", NULL
+	};
+	static const char *const later[] = { "smtp", NULL };
+	static const char *const transports[] = { "maildir", "smtp", NULL };
+	struct config *cfg = ld->cfg;
+	char shown[CONFIG_SHOW_MAX];
+	json_t *o;
+	if (config_get_object(ld, root, "email", NULL, &o) != 0)
+		return -1;
+	if (o && config_check_keys(ld, o, "email", known, later) != 0)
+		return -1;
+	if (o) {
+		int t = EMAIL_TRANSPORT_MAILDIR;
+		if (config_get_enum(ld, o, "transport", "email", transports, &t) != 0)
+			return -1;
+		if (t == EMAIL_TRANSPORT_SMTP)
+			return config_fail(ld, "not supported yet: email.smtp");
+		cfg->email_transport = (enum email_transport)t;
+		const char *from = NULL;
+		if (config_get_string(ld, o, "from", "email", &from) != 0)
+			return -1;
+		if (from) {
+			if (!config_from_ok(from))
+				return config_fail(ld, "email.from: %s is not "
+					"\"user@domain\" or \"Name <user@domain>\"",
+					config_show(shown, sizeof shown, from));
+			if (config_dup(ld, &cfg->email_from, from) != 0)
+				return -1;
+		}
+	}
+	return config_get_path(ld, o, "maildir", "email", cfg->data_dir,
+			       "outbox/email", &cfg->maildir);
+}
+
+static int config_footer(struct config_loader *ld, json_t *o)
+{
+	struct config *cfg = ld->cfg;
+	char path[CONFIG_KEYPATH_MAX], shown[CONFIG_SHOW_MAX];
+	json_t *f;
+	if (config_get_object(ld, o, "footer", "sms", &f) != 0)
+		return -1;
+	if (!f)
+		return 0;
+	if (json_object_size(f) == 0)
+		return config_fail(ld, "sms.footer: must name at least one "
+				   "locale (leave it out for the built-in "
+				   "footers)");
+	struct locale_text *items = calloc(json_object_size(f), sizeof *items);
+	if (!items)
+		return config_oom(ld);
+	for (size_t i = 0; i < cfg->n_sms_footer; i++) {
+		free(cfg->sms_footer[i].locale);
+		free(cfg->sms_footer[i].text);
+	}
+	free(cfg->sms_footer);
+	cfg->sms_footer = items;
+	cfg->n_sms_footer = 0;
+
+	const char *loc;
+	json_t *v;
+	json_object_foreach(f, loc, v) {
+		config_path_key(path, "sms.footer", loc);
+		if (!config_locale_ok(loc))
+			return config_fail(ld, "%s: %s is not a BCP 47 language "
+					   "tag (e.g. en, zh-CN)", path,
+					   config_show(shown, sizeof shown, loc));
+		for (size_t i = 0; i < cfg->n_sms_footer; i++)
+			if (strcasecmp(cfg->sms_footer[i].locale, loc) == 0)
+				return config_fail(ld, "%s: same locale as "
+						   "sms.footer.%s", path,
+						   cfg->sms_footer[i].locale);
+		const char *text = NULL;
+		if (config_get_string(ld, f, loc, "sms.footer", &text) != 0)
+			return -1;
+		struct locale_text *it = &cfg->sms_footer[cfg->n_sms_footer];
+		it->locale = strdup(loc);
+		it->text = strdup(text);
+		cfg->n_sms_footer++;
+		if (!it->locale || !it->text)
+			return config_oom(ld);
+	}
+	return 0;
+}
+
+static int config_sms(struct config_loader *ld, json_t *root)
+{
+	static const char *const known[] = {
+		"transport", "file", "from", "on_ambiguous", "footer", NULL
+	};
+	static const char *const later[] = { "http", NULL };
+	static const char *const transports[] = { "file", "http", NULL };
+	static const char *const ambiguous[] = { "fail", "retry", NULL };
+	struct config *cfg = ld->cfg;
+	char shown[CONFIG_SHOW_MAX];
+	json_t *o;
+	if (config_get_object(ld, root, "sms", NULL, &o) != 0)
+		return -1;
+	if (o) {
+		if (config_check_keys(ld, o, "sms", known, later) != 0)
+			return -1;
+		int t = TRANSPORT_FILE;
+		if (config_get_enum(ld, o, "transport", "sms", transports, &t) != 0)
+			return -1;
+		if (t == TRANSPORT_HTTP)
+			return config_fail(ld, "not supported yet: sms.http");
+		cfg->sms_transport = (enum file_or_http)t;
+		const char *from = NULL;
+		if (config_get_string(ld, o, "from", "sms", &from) != 0)
+			return -1;
+		if (from) {
+			if (config_has_control(from) || strlen(from) > 32)
+				return config_fail(ld, "sms.from: %s is not a "
+					"sender number or name",
+					config_show(shown, sizeof shown, from));
+			if (config_dup(ld, &cfg->sms_from, from) != 0)
+				return -1;
+		}
+		int a = (int)cfg->sms_on_ambiguous;
+		if (config_get_enum(ld, o, "on_ambiguous", "sms", ambiguous, &a) != 0)
+			return -1;
+		cfg->sms_on_ambiguous = (enum on_ambiguous)a;
+		if (config_footer(ld, o) != 0)
+			return -1;
+	}
+	return config_get_path(ld, o, "file", "sms", cfg->data_dir,
+			       "outbox/sms.jsonl", &cfg->sms_file);
+}
+
+static int config_push(struct config_loader *ld, json_t *root)
+{
+	static const char *const known[] = { "transport", "file", NULL };
+	static const char *const later[] = { "fcm", "apns", NULL };
+	static const char *const transports[] = { "file", "http", NULL };
+	struct config *cfg = ld->cfg;
+	json_t *o;
+	if (config_get_object(ld, root, "push", NULL, &o) != 0)
+		return -1;
+	if (o) {
+		if (config_check_keys(ld, o, "push", known, later) != 0)
+			return -1;
+		int t = TRANSPORT_FILE;
+		if (config_get_enum(ld, o, "transport", "push", transports, &t) != 0)
+			return -1;
+		if (t == TRANSPORT_HTTP)
+			return config_fail(ld, "not supported yet: push.transport "
+					   "\"http\" (push.fcm, push.apns)");
+		cfg->push_transport = (enum file_or_http)t;
+	}
+	return config_get_path(ld, o, "file", "push", cfg->data_dir,
+			       "outbox/push.jsonl", &cfg->push_file);
+}
+
+static int config_per_user(struct config_loader *ld, json_t *limits)
+{
+	static const char *const known[] = { "channel", "max", "window", NULL };
+	struct config *cfg = ld->cfg;
+	char path[CONFIG_KEYPATH_MAX], item[CONFIG_KEYPATH_MAX];
+	char shown[CONFIG_SHOW_MAX];
+	json_t *arr = json_object_get(limits, "per_user");
+	if (!arr)
+		return 0;
+	if (!json_is_array(arr))
+		return config_fail(ld, "limits.per_user: expected an array, got %s",
+				   config_json_kind(arr));
+	if (json_array_size(arr) > CONFIG_PER_USER_MAX)
+		return config_fail(ld, "limits.per_user: %zu rules, at most %d "
+				   "allowed", json_array_size(arr),
+				   CONFIG_PER_USER_MAX);
+	if (json_array_size(arr) == 0)
+		return 0;
+	cfg->caps = calloc(json_array_size(arr), sizeof *cfg->caps);
+	if (!cfg->caps)
+		return config_oom(ld);
+	size_t i;
+	json_t *rule;
+	json_array_foreach(arr, i, rule) {
+		config_path_index(item, "limits.per_user", i);
+		if (!json_is_object(rule))
+			return config_fail(ld, "%s: expected an object, got %s",
+					   item, config_json_kind(rule));
+		if (config_check_keys(ld, rule, item, known, NULL) != 0)
+			return -1;
+		for (size_t k = 0; known[k]; k++) {
+			if (!json_object_get(rule, known[k])) {
+				config_path_key(path, item, known[k]);
+				return config_fail(ld, "%s: missing", path);
+			}
+		}
+		struct cap_rule *cap = &cfg->caps[i];
+		const char *ch = NULL;
+		if (config_get_string(ld, rule, "channel", item, &ch) != 0)
+			return -1;
+		if (strcmp(ch, "*") == 0) {
+			cap->channel = CH_ALL;
+		} else {
+			cap->channel = channel_parse(ch, 0);
+			if (cap->channel < 0) {
+				config_path_key(path, item, "channel");
+				return config_fail(ld, "%s: expected \"email\", "
+					"\"sms\", \"push\" or \"*\", got %s", path,
+					config_show(shown, sizeof shown, ch));
+			}
+		}
+		long long max = 0;
+		if (config_get_int(ld, rule, "max", item, 1, INT_MAX, &max) != 0)
+			return -1;
+		cap->max = (int)max;
+		if (config_get_duration(ld, rule, "window", item, 1,
+					&cap->window_ms, NULL) != 0)
+			return -1;
+		cfg->n_caps = i + 1;
+	}
+	return 0;
+}
+
+static int config_limits(struct config_loader *ld, json_t *root)
+{
+	static const char *const known[] = {
+		"per_user", "on_limit", "transports", NULL
+	};
+	static const char *const channels[] = { "email", "sms", "push", NULL };
+	static const char *const bucket_keys[] = { "rate", "burst", NULL };
+	static const char *const on_limit[] = { "defer", "drop", NULL };
+	struct config *cfg = ld->cfg;
+	char path[CONFIG_KEYPATH_MAX];
+	json_t *o, *t;
+	if (config_get_object(ld, root, "limits", NULL, &o) != 0)
+		return -1;
+	if (!o)
+		return 0;
+	if (config_check_keys(ld, o, "limits", known, NULL) != 0 ||
+	    config_per_user(ld, o) != 0)
+		return -1;
+	int l = (int)cfg->on_limit;
+	if (config_get_enum(ld, o, "on_limit", "limits", on_limit, &l) != 0)
+		return -1;
+	cfg->on_limit = (enum on_limit)l;
+	if (config_get_object(ld, o, "transports", "limits", &t) != 0)
+		return -1;
+	if (!t)
+		return 0;
+	if (config_check_keys(ld, t, "limits.transports", channels, NULL) != 0)
+		return -1;
+	for (int ch = 0; ch < CH_COUNT; ch++) {
+		json_t *b;
+		if (config_get_object(ld, t, channels[ch], "limits.transports",
+				      &b) != 0)
+			return -1;
+		if (!b)
+			continue;
+		config_path_key(path, "limits.transports", channels[ch]);
+		struct bucket_conf *bc = &cfg->buckets[ch];
+		if (config_check_keys(ld, b, path, bucket_keys, NULL) != 0 ||
+		    config_get_number(ld, b, "rate", path, 0, true, &bc->rate) != 0 ||
+		    config_get_number(ld, b, "burst", path, 1, false, &bc->burst) != 0)
+			return -1;
+		bc->set = true;
+	}
+	return 0;
+}
+
+static int config_retry(struct config_loader *ld, json_t *root)
+{
+	static const char *const known[] = {
+		"max_attempts", "base", "max", NULL
+	};
+	struct config *cfg = ld->cfg;
+	char shown_max[CONFIG_SHOW_MAX], shown_base[CONFIG_SHOW_MAX];
+	const char *base_text = "30s", *max_text = "1h";
+	json_t *o;
+	if (config_get_object(ld, root, "retry", NULL, &o) != 0)
+		return -1;
+	if (!o)
+		return 0;
+	if (config_check_keys(ld, o, "retry", known, NULL) != 0)
+		return -1;
+	long long n = cfg->retry_max_attempts;
+	if (config_get_int(ld, o, "max_attempts", "retry", 1,
+			   CONFIG_MAX_ATTEMPTS_MAX, &n) != 0)
+		return -1;
+	cfg->retry_max_attempts = (int)n;
+	if (config_get_duration(ld, o, "base", "retry", 1, &cfg->retry_base_ms,
+				&base_text) != 0 ||
+	    config_get_duration(ld, o, "max", "retry", 1, &cfg->retry_max_ms,
+				&max_text) != 0)
+		return -1;
+	if (cfg->retry_max_ms < cfg->retry_base_ms)
+		return config_fail(ld, "retry.max: %s is shorter than retry.base %s",
+				   config_show(shown_max, sizeof shown_max, max_text),
+				   config_show(shown_base, sizeof shown_base,
+					       base_text));
+	return 0;
+}
+
+static int config_top(struct config_loader *ld, json_t *root)
+{
+	static const char *const known[] = {
+		"data_dir", "templates", "default_locale", "intake", "email",
+		"sms", "push", "limits", "retry", NULL
+	};
+	static const char *const later[] = {
+		"quiet_hours", "unsubscribe", "sequences", NULL
+	};
+	struct config *cfg = ld->cfg;
+	char shown[CONFIG_SHOW_MAX];
+	if (config_check_keys(ld, root, "", known, later) != 0)
+		return -1;
+	if (config_get_path(ld, root, "data_dir", NULL, cfg->dir, "../var",
+			    &cfg->data_dir) != 0 ||
+	    config_get_path(ld, root, "templates", NULL, cfg->dir,
+			    "../templates", &cfg->templates_dir) != 0)
+		return -1;
+	const char *locale = NULL;
+	if (config_get_string(ld, root, "default_locale", NULL, &locale) != 0)
+		return -1;
+	if (locale) {
+		if (!config_locale_ok(locale))
+			return config_fail(ld, "default_locale: %s is not a BCP 47 "
+					   "language tag (e.g. en, zh-CN)",
+					   config_show(shown, sizeof shown, locale));
+		if (config_dup(ld, &cfg->default_locale, locale) != 0)
+			return -1;
+	}
+	if (config_intake(ld, root) != 0 || config_email(ld, root) != 0 ||
+	    config_sms(ld, root) != 0 || config_push(ld, root) != 0 ||
+	    config_limits(ld, root) != 0 || config_retry(ld, root) != 0)
+		return -1;
+	return 0;
+}
+
+/* Fields that do not depend on the file's location or data_dir. */
+static int config_defaults(struct config *cfg)
+{
+	static const struct { const char *locale, *text; } footers[] = {
+		{ "en", "Reply STOP to opt out" },
+		{ "zh", "\xe5\x9b\x9e\xe5\xa4\x8d" "TD" "\xe9\x80\x80\xe8\xae\xa2" },
+	};
+	cfg->default_locale = strdup("en");
+	cfg->email_from = strdup("rouse <noreply@localhost>");
+	cfg->max_line = 1048576;
+	cfg->max_connections = 1024;
+	cfg->max_pending = 65536;
+	cfg->email_transport = EMAIL_TRANSPORT_MAILDIR;
+	cfg->sms_transport = TRANSPORT_FILE;
+	cfg->sms_on_ambiguous = AMBIGUOUS_FAIL;
+	cfg->push_transport = TRANSPORT_FILE;
+	cfg->on_limit = ON_LIMIT_DEFER;
+	cfg->retry_max_attempts = 8;
+	cfg->retry_base_ms = 30 * 1000;
+	cfg->retry_max_ms = 3600 * 1000;
+	size_t n = sizeof footers / sizeof footers[0];
+	cfg->sms_footer = calloc(n, sizeof *cfg->sms_footer);
+	if (!cfg->default_locale || !cfg->email_from || !cfg->sms_footer)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		cfg->sms_footer[i].locale = strdup(footers[i].locale);
+		cfg->sms_footer[i].text = strdup(footers[i].text);
+		cfg->n_sms_footer = i + 1;
+		if (!cfg->sms_footer[i].locale || !cfg->sms_footer[i].text)
+			return -1;
+	}
+	return 0;
+}
+
+/* Sets cfg->dir (realpath of the directory named in path) and cfg->path. */
+static int config_locate(struct config_loader *ld, const char *path)
+{
+	struct config *cfg = ld->cfg;
+	char ebuf[128];
+	const char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
+	char *dirname = NULL;
+	int rc = -1;
+	if (path[0] == '\0') {
+		config_fail(ld, "config file name is empty");
+		goto out;
+	}
+	if (base[0] == '\0') {
+		config_fail(ld, "%s: not a config file (names a directory)", path);
+		goto out;
+	}
+	if (!slash)
+		dirname = strdup(".");
+	else if (slash == path)
+		dirname = strdup("/");
+	else
+		dirname = strndup(path, (size_t)(slash - path));
+	if (!dirname) {
+		config_oom(ld);
+		goto out;
+	}
+	cfg->dir = realpath(dirname, NULL);
+	if (!cfg->dir) {
+		config_strerror(errno, ebuf, sizeof ebuf);
+		config_fail(ld, "%s: %s", path, ebuf);
+		goto out;
+	}
+	cfg->path = config_join(cfg->dir, base);
+	if (!cfg->path) {
+		config_oom(ld);
+		goto out;
+	}
+	struct stat st;
+	if (stat(cfg->path, &st) != 0) {
+		config_strerror(errno, ebuf, sizeof ebuf);
+		config_fail(ld, "%s: %s", path, ebuf);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		config_fail(ld, "%s: not a regular file", path);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(dirname);
+	return rc;
+}
+
+int config_load(const char *path, struct config **out, char *err,
+		size_t errlen)
+{
+	struct config_loader ld = { .err = err, .errlen = errlen };
+	json_t *root = NULL;
+	json_error_t jerr;
+	int rc = -1;
+
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!path) {
+		config_set_error(err, errlen, "no config file given");
+		return -1;
+	}
+	ld.cfg = calloc(1, sizeof *ld.cfg);
+	if (!ld.cfg) {
+		config_oom(&ld);
+		return -1;
+	}
+	if (config_defaults(ld.cfg) != 0) {
+		config_oom(&ld);
+		goto out;
+	}
+	if (config_locate(&ld, path) != 0)
+		goto out;
+	root = json_load_file(ld.cfg->path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		char text[sizeof jerr.text] = "";
+		config_append_escaped(text, sizeof text, jerr.text,
+				      sizeof text - 1, false);
+		config_fail(&ld, "%s:%d:%d: %s", ld.cfg->path, jerr.line,
+			    jerr.column, text);
+		goto out;
+	}
+	if (!json_is_object(root)) {
+		config_fail(&ld, "%s: expected a JSON object at the top level, "
+			    "got %s", ld.cfg->path, config_json_kind(root));
+		goto out;
+	}
+	if (config_scan_secrets(&ld, root, "") != 0 ||
+	    config_top(&ld, root) != 0)
+		goto out;
+	*out = ld.cfg;
+	ld.cfg = NULL;
+	rc = 0;
+out:
+	json_decref(root);
+	config_free(ld.cfg);
+	return rc;
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	free(cfg->path);
+	free(cfg->dir);
+	free(cfg->data_dir);
+	free(cfg->templates_dir);
+	free(cfg->default_locale);
+	free(cfg->socket_path);
+	free(cfg->email_from);
+	free(cfg->maildir);
+	free(cfg->sms_file);
+	free(cfg->sms_from);
+	for (size_t i = 0; i < cfg->n_sms_footer; i++) {
+		free(cfg->sms_footer[i].locale);
+		free(cfg->sms_footer[i].text);
+	}
+	free(cfg->sms_footer);
+	free(cfg->push_file);
+	free(cfg->caps);
+	free(cfg);
+}
+
+/* ---- secrets ---------------------------------------------------------- */
+
+/* Drops one trailing "\n" or "\r\n". */
+static size_t config_strip_newline(char *s, size_t len)
+{
+	if (len > 0 && s[len - 1] == '\n') {
+		len--;
+		if (len > 0 && s[len - 1] == '\r')
+			len--;
+	}
+	s[len] = '\0';
+	return len;
+}
+
+static void config_wipe_free(char *s, size_t cap)
+{
+	if (!s)
+		return;
+	explicit_bzero(s, cap);
+	free(s);
+}
+
+static int config_secret_from_env(const char *key, const char *name,
+				  char **out, char *err, size_t errlen)
+{
+	const char *v = getenv(name);
+	if (!v)
+		return config_set_error(err, errlen, "%s: environment variable "
+					"%s is not set", key, name);
+	size_t len = strlen(v);
+	char *copy = malloc(len + 1);
+	if (!copy)
+		return config_set_error(err, errlen, "%s: out of memory", key);
+	memcpy(copy, v, len + 1);
+	if (config_strip_newline(copy, len) == 0) {
+		config_wipe_free(copy, len + 1);
+		return config_set_error(err, errlen, "%s: environment variable "
+					"%s is empty", key, name);
+	}
+	*out = copy;
+	return 0;
+}
+
+static int config_secret_from_file(const char *key, const char *file,
+				   char **out, char *err, size_t errlen)
+{
+	char ebuf[128];
+	char *buf = NULL;
+	size_t cap = CONFIG_SECRET_MAX + 2, len = 0;
+	int fd = -1, rc = -1;
+	struct stat st;
+
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		config_strerror(errno, ebuf, sizeof ebuf);
+		config_set_error(err, errlen, "%s: %s: %s", key, file, ebuf);
+		goto out;
+	}
+	if (fstat(fd, &st) != 0) {
+		config_strerror(errno, ebuf, sizeof ebuf);
+		config_set_error(err, errlen, "%s: %s: %s", key, file, ebuf);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		config_set_error(err, errlen, "%s: %s is not a regular file",
+				 key, file);
+		goto out;
+	}
+	if (st.st_mode & 044) {
+		config_set_error(err, errlen, "%s: %s is readable by group or "
+				 "others (chmod 600)", key, file);
+		goto out;
+	}
+	if (st.st_mode & 033) {
+		config_set_error(err, errlen, "%s: %s is writable or executable "
+				 "by group or others (chmod 600)", key, file);
+		goto out;
+	}
+	if (st.st_size > CONFIG_SECRET_MAX) {
+		config_set_error(err, errlen, "%s: %s is larger than 64 KiB",
+				 key, file);
+		goto out;
+	}
+	buf = malloc(cap);
+	if (!buf) {
+		config_set_error(err, errlen, "%s: out of memory", key);
+		goto out;
+	}
+	/* Read until EOF, not st_size: the file may change under us. */
+	for (;;) {
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			config_strerror(errno, ebuf, sizeof ebuf);
+			config_set_error(err, errlen, "%s: %s: %s", key, file, ebuf);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > CONFIG_SECRET_MAX) {
+			config_set_error(err, errlen, "%s: %s is larger than "
+					 "64 KiB", key, file);
+			goto out;
+		}
+	}
+	if (memchr(buf, '\0', len)) {
+		config_set_error(err, errlen, "%s: %s contains a NUL byte",
+				 key, file);
+		goto out;
+	}
+	len = config_strip_newline(buf, len);
+	if (len == 0) {
+		config_set_error(err, errlen, "%s: %s is empty", key, file);
+		goto out;
+	}
+	*out = malloc(len + 1);
+	if (!*out) {
+		config_set_error(err, errlen, "%s: out of memory", key);
+		goto out;
+	}
+	memcpy(*out, buf, len + 1);
+	rc = 0;
+out:
+	config_wipe_free(buf, cap);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int config_read_secret(const char *key, const char *env_name,
+		       const char *file_path, char **out, char *err,
+		       size_t errlen)
+{
+	*out = NULL;
+	if (!key)
+		key = "secret";
+	if ((env_name == NULL) == (file_path == NULL))
+		return config_set_error(err, errlen, "%s: give exactly one of "
+					"%s_env or %s_file", key, key, key);
+	if (env_name)
+		return config_secret_from_env(key, env_name, out, err, errlen);
+	return config_secret_from_file(key, file_path, out, err, errlen);
+}

@@ -1,0 +1,306 @@
+/* deliver.c: render -> build -> transport -> outcome (see deliver.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "channel.h"
+#include "deliver.h"
+#include "email.h"
+#include "log.h"
+#include "outbox.h"
+#include "render.h"
+#include "timefmt.h"
+
+struct deliver {
+	const struct config *cfg;
+	const struct templates *templates;
+	struct store *store;
+	struct outbox *outbox;
+	deliver_finished_fn finished;
+	void *ud;
+	size_t in_flight;
+	char from_domain[256];
+};
+
+struct pending {           /* one job between transport and commit */
+	struct deliver *d;
+	int channel;
+};
+
+/* ------------------------------------------------------------ outcome */
+
+static void on_committed(void *ud, int status)
+{
+	struct pending *p = ud;
+	struct deliver *d = p->d;
+	if (status != 0)
+		log_msg(LOG_ERROR, "cannot record a delivery outcome; the job "
+			"stays in sending until restart", NULL);
+	d->in_flight--;
+	d->finished(d->ud, p->channel);
+	free(p);
+}
+
+static int64_t backoff_ms(const struct config *cfg, int attempts)
+{
+	double delay = (double)cfg->retry_base_ms;
+	for (int i = 1; i < attempts && delay < (double)cfg->retry_max_ms; i++)
+		delay *= 2;
+	if (delay > (double)cfg->retry_max_ms)
+		delay = (double)cfg->retry_max_ms;
+	/* jitter over the upper half, never below retry.base */
+	unsigned int r = 0;
+	RAND_bytes((unsigned char *)&r, sizeof r);
+	double jittered = delay / 2 + (delay / 2) * ((double)r / 4294967295.0);
+	if (jittered < (double)cfg->retry_base_ms)
+		jittered = (double)cfg->retry_base_ms;
+	return (int64_t)ceil(jittered);
+}
+
+static void record_outcome(struct deliver *d, const struct job *job,
+			   enum outcome_kind kind, const char *reason,
+			   const char *detail, const struct sms_measure *sms)
+{
+	struct completion c = { .rowid = job->rowid, .kind = kind };
+	c.now = time_now_ms();
+	if (kind == OUTCOME_RETRY)
+		c.retry_at = c.now + backoff_ms(d->cfg, job->attempts);
+	snprintf(c.detail, sizeof c.detail, "%s", detail ? detail : "");
+	snprintf(c.reason, sizeof c.reason, "%s", reason ? reason : "");
+	if (sms) {
+		snprintf(c.encoding, sizeof c.encoding, "%s",
+			 sms_encoding_name(sms->encoding));
+		c.segments = sms->segments;
+	}
+	struct pending *p = malloc(sizeof *p);
+	if (!p)
+		abort();
+	p->d = d;
+	p->channel = job->channel;
+	store_complete(d->store, &c, on_committed, p);
+}
+
+/* ------------------------------------------------------------ building */
+
+static char *json_line(json_t *obj, size_t *len)
+{
+	char *text = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(obj);
+	if (!text)
+		return NULL;
+	size_t n = strlen(text);
+	char *line = realloc(text, n + 2);
+	if (!line) {
+		free(text);
+		return NULL;
+	}
+	line[n] = '\n';
+	line[n + 1] = '\0';
+	*len = n + 1;
+	return line;
+}
+
+static void set_str(json_t *obj, const char *key, const char *value)
+{
+	json_object_set_new(obj, key, value ? json_string(value) : json_null());
+}
+
+static json_t *line_head(const struct job *job)
+{
+	char now[RFC3339_BUFLEN];
+	rfc3339_format(time_now_ms(), now);
+	json_t *o = json_object();
+	set_str(o, "job", job->id);
+	json_object_set_new(o, "attempt", json_integer(job->attempts));
+	set_str(o, "at", now);
+	return o;
+}
+
+static char *build_sms(const struct deliver *d, const struct job *job,
+		       const struct rendered *r, size_t *len)
+{
+	json_t *o = line_head(job);
+	set_str(o, "to", job->recipient);
+	set_str(o, "from", d->cfg->sms_from);
+	set_str(o, "text", r->sms);
+	set_str(o, "encoding", sms_encoding_name(r->sms_measure.encoding));
+	json_object_set_new(o, "segments",
+			    json_integer(r->sms_measure.segments));
+	return json_line(o, len);
+}
+
+static char *build_push(const struct job *job, const struct rendered *r,
+			size_t *len)
+{
+	json_t *o = line_head(job);
+	set_str(o, "platform", job->platform == PUSH_APNS ? "apns" : "fcm");
+	set_str(o, "token", job->recipient);
+	set_str(o, "title", r->push_title);
+	set_str(o, "body", r->push_body);
+	set_str(o, "collapse_id", job->id);
+	return json_line(o, len);
+}
+
+static char *build_email(const struct deliver *d, const struct job *job,
+			 json_t *vars, const struct rendered *r, size_t *len,
+			 char *err, size_t errlen)
+{
+	char message_id[JOB_ID_LEN + 300];
+	snprintf(message_id, sizeof message_id, "%s@%s", job->id,
+		 d->from_domain);
+	json_t *name = vars ? json_object_get(vars, "name") : NULL;
+	struct email_input in = {
+		.from = d->cfg->email_from,
+		.to_addr = job->recipient,
+		.to_name = json_is_string(name) ? json_string_value(name) : NULL,
+		.subject = r->subject,
+		.text = r->text,
+		.html = r->html,
+		.message_id = message_id,
+		.date_ms = time_now_ms(),
+	};
+	char *out = NULL;
+	if (email_build(&in, &out, len, err, errlen) != 0)
+		return NULL;
+	return out;
+}
+
+/* ------------------------------------------------------------ transport */
+
+/* A job between its hand-off to a transport and the transport's answer. */
+struct flight {
+	struct job *job;
+	struct sms_measure sms;
+};
+
+static void on_outbox_done(void *ctx, struct outbox_item *it)
+{
+	struct deliver *d = ctx;
+	struct flight *f = it->ud;
+	const struct sms_measure *sms =
+		f->job->channel == CH_SMS ? &f->sms : NULL;
+	record_outcome(d, f->job, it->status == 0 ? OUTCOME_SENT
+						  : OUTCOME_RETRY,
+		       NULL, it->detail, sms);
+	job_free(f->job);
+	free(f);
+	outbox_item_free(it);
+}
+
+int deliver_job(struct deliver *d, struct job *job)
+{
+	char err[512] = "";
+	struct rendered r = { 0 };
+	json_t *vars = job->vars_json ? json_loads(job->vars_json, 0, NULL)
+				      : NULL;
+	const struct template_set *set =
+		templates_find(d->templates, job->template_name);
+	char *data = NULL;
+	size_t len = 0;
+	int quantity = 1;
+	d->in_flight++;
+	if (!set) {
+		snprintf(err, sizeof err, "template %s no longer exists",
+			 job->template_name);
+		goto failed;
+	}
+	if (render_message(d->cfg, d->templates, set, job->channel, job->locale,
+			   vars, &r, err, sizeof err) != 0)
+		goto failed;
+	if (job->channel == CH_EMAIL)
+		data = build_email(d, job, vars, &r, &len, err, sizeof err);
+	else if (job->channel == CH_SMS)
+		data = build_sms(d, job, &r, &len);
+	else
+		data = build_push(job, &r, &len);
+	if (!data) {
+		if (!*err)
+			snprintf(err, sizeof err, "cannot build the message");
+		goto failed;
+	}
+	if (job->channel == CH_SMS)
+		quantity = r.sms_measure.segments;
+	struct outbox_item *it = calloc(1, sizeof *it);
+	struct flight *f = malloc(sizeof *f);
+	if (!it || !f) {
+		free(it);
+		free(f);
+		free(data);
+		snprintf(err, sizeof err, "out of memory");
+		goto failed;
+	}
+	it->channel = job->channel;
+	memcpy(it->job_id, job->id, sizeof it->job_id);
+	it->attempt = job->attempts;
+	it->data = data;
+	it->len = len;
+	f->job = job;
+	f->sms = r.sms_measure;
+	it->ud = f;
+	outbox_submit(d->outbox, it);
+	rendered_release(&r);
+	json_decref(vars);
+	return quantity;
+failed:
+	log_msg(LOG_WARN, "cannot render a job", "job", job->id, "error", err,
+		NULL);
+	record_outcome(d, job, OUTCOME_FAILED, "render_failed", err, NULL);
+	rendered_release(&r);
+	json_decref(vars);
+	job_free(job);
+	return quantity;
+}
+
+bool deliver_already_done(void *deliver, const struct job *job)
+{
+	struct deliver *d = deliver;
+	return outbox_holds(d->outbox, job);
+}
+
+size_t deliver_in_flight(const struct deliver *d)
+{
+	return d->in_flight;
+}
+
+int deliver_open(uv_loop_t *loop, const struct config *cfg,
+		 const struct templates *templates, struct store *store,
+		 deliver_finished_fn finished, void *ud, struct deliver **out,
+		 char *err, size_t errlen)
+{
+	struct deliver *d = calloc(1, sizeof *d);
+	if (!d) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	d->cfg = cfg;
+	d->templates = templates;
+	d->store = store;
+	d->finished = finished;
+	d->ud = ud;
+	email_from_domain(cfg->email_from, d->from_domain,
+			  sizeof d->from_domain);
+	if (outbox_open(loop, cfg, on_outbox_done, d, &d->outbox, err,
+			errlen) != 0) {
+		free(d);
+		return -1;
+	}
+	*out = d;
+	return 0;
+}
+
+void deliver_close(struct deliver *d)
+{
+	if (d && d->outbox) {
+		outbox_close(d->outbox);
+		d->outbox = NULL;
+	}
+}
+
+void deliver_free(struct deliver *d)
+{
+	deliver_close(d);
+	free(d);
+}

@@ -1,0 +1,1451 @@
+/* store.c: the SQLite store (see store.h).
+ *
+ * DESIGN
+ * - One database file <data_dir>/rouse.db, journal_mode=WAL and
+ *   synchronous=FULL on both connections, so a COMMIT returns only after
+ *   the WAL is fsync'd: every callback of a write command runs after that.
+ * - The writer connection belongs to the "store-writer" thread (a worker,
+ *   worker.h). A batch of commands runs in one BEGIN IMMEDIATE ... COMMIT:
+ *   one fsync for the whole batch (group commit). If any command of the
+ *   batch fails the batch is rolled back and each command is retried in a
+ *   transaction of its own, so one bad command cannot fail its
+ *   neighbours and nothing half-done is ever committed.
+ * - The reader connection belongs to the "store-reader" thread; WAL lets
+ *   it read committed state while the writer writes.
+ * - Tables: jobs (one row per job, its current state and due time),
+ *   job_events (append-only history per job), optouts (effective opt-outs,
+ *   derived from consent_history, the append-only record), send_history
+ *   (one row per job that reached `sending`: the per-user cap counter).
+ *   Partial indexes cover only active jobs, so a large sent history does
+ *   not slow the scheduler.
+ * - Schema versions live in PRAGMA user_version; `migrations[i]` takes a
+ *   database from version i to i+1.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <sqlite3.h>
+
+#include "gate.h"
+#include "log.h"
+#include "store.h"
+#include "timefmt.h"
+#include "worker.h"
+
+#define STORE_MAX_BATCH 8192
+
+static const char *const migrations[] = {
+	/* 0 -> 1 */
+	"CREATE TABLE jobs ("
+	"  rowid INTEGER PRIMARY KEY,"
+	"  id TEXT NOT NULL UNIQUE,"
+	"  key TEXT UNIQUE,"
+	"  user TEXT NOT NULL,"
+	"  channel INTEGER NOT NULL,"
+	"  recipient TEXT NOT NULL,"
+	"  platform INTEGER NOT NULL DEFAULT 0,"
+	"  template TEXT NOT NULL,"
+	"  locale TEXT,"
+	"  vars TEXT,"
+	"  tz TEXT,"
+	"  at_ms INTEGER NOT NULL DEFAULT 0,"
+	"  expires_ms INTEGER NOT NULL DEFAULT 0,"
+	"  created_ms INTEGER NOT NULL,"
+	"  state INTEGER NOT NULL,"
+	"  due_ms INTEGER NOT NULL DEFAULT 0,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  reason TEXT,"
+	"  encoding TEXT,"
+	"  segments INTEGER,"
+	"  sent_ms INTEGER);"
+	"CREATE INDEX jobs_due ON jobs(channel, due_ms) WHERE state IN (0,1,2);"
+	"CREATE INDEX jobs_sending ON jobs(state) WHERE state = 3;"
+	"CREATE INDEX jobs_active_user ON jobs(user) WHERE state IN (0,1,2);"
+	"CREATE INDEX jobs_active_recipient ON jobs(recipient)"
+	"  WHERE state IN (0,1,2);"
+	"CREATE TABLE job_events ("
+	"  job INTEGER NOT NULL,"
+	"  at_ms INTEGER NOT NULL,"
+	"  what TEXT NOT NULL,"
+	"  detail TEXT,"
+	"  until_ms INTEGER);"
+	"CREATE INDEX job_events_job ON job_events(job);"
+	"CREATE TABLE optouts ("
+	"  kind INTEGER NOT NULL,"      /* 0 user, 1 address */
+	"  subject TEXT NOT NULL,"
+	"  channel INTEGER NOT NULL,"   /* enum channel, -1 all */
+	"  source TEXT NOT NULL,"
+	"  reason TEXT,"
+	"  at_ms INTEGER NOT NULL,"
+	"  PRIMARY KEY (kind, subject, channel)) WITHOUT ROWID;"
+	"CREATE TABLE consent_history ("
+	"  seq INTEGER PRIMARY KEY,"
+	"  user TEXT,"
+	"  address TEXT,"
+	"  channel INTEGER NOT NULL,"
+	"  action TEXT NOT NULL,"
+	"  source TEXT NOT NULL,"
+	"  reason TEXT,"
+	"  at_ms INTEGER NOT NULL);"
+	"CREATE INDEX consent_user ON consent_history(user);"
+	"CREATE INDEX consent_address ON consent_history(address);"
+	"CREATE TABLE send_history ("
+	"  job INTEGER PRIMARY KEY,"
+	"  user TEXT NOT NULL,"
+	"  channel INTEGER NOT NULL,"
+	"  at_ms INTEGER NOT NULL);"
+	"CREATE INDEX send_history_user ON send_history(user, at_ms);",
+};
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+enum stmt_id {
+	Q_KEY_LOOKUP, Q_OPTOUT_CHECK, Q_JOB_INSERT, Q_EVENT_INSERT,
+	Q_CONSENT_INSERT, Q_OPTOUT_UPSERT, Q_OPTOUT_DELETE, Q_OPTOUT_ALL_GET,
+	Q_COVERED_BY_USER, Q_COVERED_BY_RECIPIENT, Q_SET_STATE, Q_DUE,
+	Q_HISTORY_HAS, Q_HISTORY_USER, Q_HISTORY_INSERT, Q_HISTORY_DELETE,
+	Q_SET_SENT, Q_NEXT_DUE, Q_JOB_GET, Q_COUNT
+};
+
+static const char *const stmt_sql[Q_COUNT] = {
+	[Q_KEY_LOOKUP] = "SELECT id, state, reason FROM jobs WHERE key = ?1",
+	[Q_OPTOUT_CHECK] =
+		"SELECT 1 FROM optouts WHERE channel IN (?3, -1) AND"
+		" ((kind = 0 AND subject = ?1) OR (kind = 1 AND subject = ?2))"
+		" LIMIT 1",
+	[Q_JOB_INSERT] =
+		"INSERT INTO jobs (id, key, user, channel, recipient, platform,"
+		" template, locale, vars, tz, at_ms, expires_ms, created_ms,"
+		" state, due_ms, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+		" ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+	[Q_EVENT_INSERT] =
+		"INSERT INTO job_events (job, at_ms, what, detail, until_ms)"
+		" VALUES (?1, ?2, ?3, ?4, ?5)",
+	[Q_CONSENT_INSERT] =
+		"INSERT INTO consent_history (user, address, channel, action,"
+		" source, reason, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[Q_OPTOUT_UPSERT] =
+		"INSERT OR REPLACE INTO optouts (kind, subject, channel, source,"
+		" reason, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[Q_OPTOUT_DELETE] =
+		"DELETE FROM optouts WHERE kind = ?1 AND subject = ?2 AND"
+		" (channel = ?3 OR ?3 = -1)",
+	[Q_OPTOUT_ALL_GET] =
+		"SELECT source, reason, at_ms FROM optouts WHERE kind = ?1 AND"
+		" subject = ?2 AND channel = -1",
+	[Q_COVERED_BY_USER] =
+		"SELECT rowid FROM jobs WHERE user = ?1 AND state IN (0,1,2)"
+		" AND (channel = ?2 OR ?2 = -1)",
+	[Q_COVERED_BY_RECIPIENT] =
+		"SELECT rowid FROM jobs WHERE recipient = ?1 AND"
+		" state IN (0,1,2) AND (channel = ?2 OR ?2 = -1)",
+	[Q_SET_STATE] =
+		"UPDATE jobs SET state = ?2, due_ms = ?3, attempts = ?4,"
+		" reason = ?5 WHERE rowid = ?1",
+	[Q_DUE] =
+		"SELECT rowid, id, key, user, channel, recipient, platform,"
+		" template, locale, vars, tz, at_ms, expires_ms, created_ms,"
+		" attempts, state FROM jobs WHERE state IN (0,1,2) AND"
+		" channel = ?1 AND due_ms <= ?2 ORDER BY due_ms LIMIT ?3",
+	[Q_HISTORY_HAS] = "SELECT 1 FROM send_history WHERE job = ?1",
+	[Q_HISTORY_USER] =
+		"SELECT channel, at_ms FROM send_history WHERE user = ?1 AND"
+		" at_ms > ?2",
+	[Q_HISTORY_INSERT] =
+		"INSERT OR IGNORE INTO send_history (job, user, channel, at_ms)"
+		" VALUES (?1, ?2, ?3, ?4)",
+	[Q_HISTORY_DELETE] = "DELETE FROM send_history WHERE job = ?1",
+	[Q_SET_SENT] =
+		"UPDATE jobs SET state = 4, sent_ms = ?2, encoding = ?3,"
+		" segments = ?4, reason = NULL WHERE rowid = ?1",
+	[Q_NEXT_DUE] =
+		"SELECT MIN(due_ms) FROM jobs WHERE state IN (0,1,2) AND"
+		" channel = ?1",
+	[Q_JOB_GET] =
+		"SELECT rowid, id, key, user, channel, recipient, platform,"
+		" template, locale, vars, tz, at_ms, expires_ms, created_ms,"
+		" attempts, state FROM jobs WHERE rowid = ?1",
+};
+
+enum cmd_kind {
+	CMD_SEND, CMD_OPTOUT, CMD_CLAIM, CMD_COMPLETE, /* writer */
+	CMD_STATUS, CMD_STATS, CMD_CONSENT             /* reader */
+};
+
+struct store_cmd {
+	struct worker_item item; /* first: the worker's list node */
+	enum cmd_kind kind;
+	void *ud;
+	int status;
+	union {
+		struct {
+			struct job *job;
+			int64_t now;
+			store_send_cb cb;
+			struct store_send_result result;
+		} send;
+		struct {
+			struct optout_change change;
+			char *user, *address, *source, *reason;
+			store_optout_cb cb;
+			int cancelled;
+		} optout;
+		struct {
+			struct claim_params params;
+			store_claim_cb cb;
+			struct claim_result result;
+			size_t cap;
+		} claim;
+		struct {
+			struct completion c;
+			store_done_cb cb;
+		} complete;
+		struct {
+			char *job_id, *user, *address;
+			store_json_cb cb;
+			json_t *result;
+		} read;
+	} u;
+};
+
+struct store {
+	const struct config *cfg;
+	sqlite3 *wdb;                 /* writer thread's connection */
+	sqlite3 *rdb;                 /* reader thread's connection */
+	sqlite3_stmt *stmt[Q_COUNT];  /* on wdb */
+	struct worker *writer;
+	struct worker *reader;
+	size_t pending;               /* loop thread: writer commands queued */
+	struct gate_send *sends;      /* writer thread scratch */
+	size_t sends_cap;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static void set_err(char *err, size_t errlen, const char *what, sqlite3 *db)
+{
+	snprintf(err, errlen, "%s: %s", what, db ? sqlite3_errmsg(db) : "");
+}
+
+static int open_connection(const char *path, bool readonly, sqlite3 **out,
+			   char *err, size_t errlen)
+{
+	int flags = SQLITE_OPEN_NOMUTEX |
+		    (readonly ? SQLITE_OPEN_READONLY
+			      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+		set_err(err, errlen, path, db);
+		sqlite3_close(db);
+		return -1;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	const char *pragmas =
+		"PRAGMA journal_mode=WAL;"
+		"PRAGMA synchronous=FULL;"
+		"PRAGMA cache_size=-16384;"
+		"PRAGMA temp_store=MEMORY;";
+	char *msg = NULL;
+	if (sqlite3_exec(db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, msg ? msg : "pragma");
+		sqlite3_free(msg);
+		sqlite3_close(db);
+		return -1;
+	}
+	*out = db;
+	return 0;
+}
+
+static int migrate(sqlite3 *db, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int version = 0;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) ==
+		    SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (version > SCHEMA_VERSION) {
+		snprintf(err, errlen,
+			 "database schema version %d is newer than this "
+			 "roused understands (%d)", version, SCHEMA_VERSION);
+		return -1;
+	}
+	for (int v = version; v < SCHEMA_VERSION; v++) {
+		char set_version[64];
+		snprintf(set_version, sizeof set_version,
+			 "PRAGMA user_version=%d", v + 1);
+		char *msg = NULL;
+		if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) ||
+		    sqlite3_exec(db, migrations[v], NULL, NULL, &msg) ||
+		    sqlite3_exec(db, set_version, NULL, NULL, &msg) ||
+		    sqlite3_exec(db, "COMMIT", NULL, NULL, &msg)) {
+			snprintf(err, errlen, "schema migration %d->%d: %s", v,
+				 v + 1, msg ? msg : "failed");
+			sqlite3_free(msg);
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static sqlite3_stmt *stmt_begin(struct store *s, enum stmt_id id)
+{
+	sqlite3_stmt *st = s->stmt[id];
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return st;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* Runs a statement that returns no rows. 0 or -1. */
+static int stmt_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int add_event(struct store *s, int64_t rowid, int64_t at,
+		     const char *what, const char *detail, int64_t until)
+{
+	sqlite3_stmt *st = stmt_begin(s, Q_EVENT_INSERT);
+	sqlite3_bind_int64(st, 1, rowid);
+	sqlite3_bind_int64(st, 2, at);
+	sqlite3_bind_text(st, 3, what, -1, SQLITE_STATIC);
+	bind_text(st, 4, detail);
+	if (until)
+		sqlite3_bind_int64(st, 5, until);
+	return stmt_done(st);
+}
+
+static int set_state(struct store *s, int64_t rowid, int state, int64_t due,
+		     int attempts, const char *reason)
+{
+	sqlite3_stmt *st = stmt_begin(s, Q_SET_STATE);
+	sqlite3_bind_int64(st, 1, rowid);
+	sqlite3_bind_int(st, 2, state);
+	sqlite3_bind_int64(st, 3, due);
+	sqlite3_bind_int(st, 4, attempts);
+	bind_text(st, 5, reason);
+	return stmt_done(st);
+}
+
+/* Moves a job to a state and records the event in one go. */
+static int transition(struct store *s, int64_t rowid, int state, int64_t due,
+		      int attempts, const char *reason, int64_t now,
+		      const char *detail, int64_t until)
+{
+	if (set_state(s, rowid, state, due, attempts, reason) != 0)
+		return -1;
+	return add_event(s, rowid, now, job_state_name(state), detail, until);
+}
+
+static bool opted_out(struct store *s, const char *user, const char *address,
+		      int channel)
+{
+	sqlite3_stmt *st = stmt_begin(s, Q_OPTOUT_CHECK);
+	bind_text(st, 1, user ? user : "");
+	bind_text(st, 2, address ? address : "");
+	sqlite3_bind_int(st, 3, channel);
+	bool found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_reset(st);
+	return found;
+}
+
+static char *column_strdup(sqlite3_stmt *st, int col)
+{
+	const unsigned char *v = sqlite3_column_text(st, col);
+	return v ? strdup((const char *)v) : NULL;
+}
+
+static struct job *job_from_row(sqlite3_stmt *st)
+{
+	struct job *job = calloc(1, sizeof *job);
+	if (!job)
+		return NULL;
+	job->rowid = sqlite3_column_int64(st, 0);
+	snprintf(job->id, sizeof job->id, "%s",
+		 (const char *)sqlite3_column_text(st, 1));
+	job->key = column_strdup(st, 2);
+	job->user = column_strdup(st, 3);
+	job->channel = sqlite3_column_int(st, 4);
+	job->recipient = column_strdup(st, 5);
+	job->platform = sqlite3_column_int(st, 6);
+	job->template_name = column_strdup(st, 7);
+	job->locale = column_strdup(st, 8);
+	job->vars_json = column_strdup(st, 9);
+	job->tz = column_strdup(st, 10);
+	job->at_ms = sqlite3_column_int64(st, 11);
+	job->expires_ms = sqlite3_column_int64(st, 12);
+	job->created_ms = sqlite3_column_int64(st, 13);
+	job->attempts = sqlite3_column_int(st, 14);
+	job->state = sqlite3_column_int(st, 15);
+	if (!job->user || !job->recipient || !job->template_name) {
+		job_free(job);
+		return NULL;
+	}
+	return job;
+}
+
+/* ------------------------------------------------------------ send */
+
+static int exec_send(struct store *s, struct store_cmd *cmd)
+{
+	struct job *job = cmd->u.send.job;
+	struct store_send_result *r = &cmd->u.send.result;
+	int64_t now = cmd->u.send.now;
+
+	if (job->key) {
+		sqlite3_stmt *st = stmt_begin(s, Q_KEY_LOOKUP);
+		sqlite3_bind_text(st, 1, job->key, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			r->duplicate = true;
+			snprintf(r->id, sizeof r->id, "%s",
+				 (const char *)sqlite3_column_text(st, 0));
+			r->state = sqlite3_column_int(st, 1);
+			const char *reason =
+				(const char *)sqlite3_column_text(st, 2);
+			r->reason = reason && strcmp(reason, "opted_out") == 0
+					    ? "opted_out" : NULL;
+			sqlite3_reset(st);
+			return 0;
+		}
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return -1;
+	}
+	r->duplicate = false;
+	memcpy(r->id, job->id, sizeof r->id);
+	bool suppressed = opted_out(s, job->user, job->recipient, job->channel);
+	int64_t due = job->at_ms > now ? job->at_ms : now;
+	r->state = suppressed ? JS_SUPPRESSED
+		   : job->at_ms > now ? JS_SCHEDULED : JS_QUEUED;
+	r->reason = suppressed ? "opted_out" : NULL;
+
+	sqlite3_stmt *st = stmt_begin(s, Q_JOB_INSERT);
+	bind_text(st, 1, job->id);
+	bind_text(st, 2, job->key);
+	bind_text(st, 3, job->user);
+	sqlite3_bind_int(st, 4, job->channel);
+	bind_text(st, 5, job->recipient);
+	sqlite3_bind_int(st, 6, job->platform);
+	bind_text(st, 7, job->template_name);
+	bind_text(st, 8, job->locale);
+	bind_text(st, 9, job->vars_json);
+	bind_text(st, 10, job->tz);
+	sqlite3_bind_int64(st, 11, job->at_ms);
+	sqlite3_bind_int64(st, 12, job->expires_ms);
+	sqlite3_bind_int64(st, 13, now);
+	sqlite3_bind_int(st, 14, r->state);
+	sqlite3_bind_int64(st, 15, due);
+	bind_text(st, 16, r->reason);
+	if (stmt_done(st) != 0)
+		return -1;
+	int64_t rowid = sqlite3_last_insert_rowid(s->wdb);
+	const char *detail = suppressed ? "opted out" : NULL;
+	if (add_event(s, rowid, now, "queued", NULL, 0) != 0)
+		return -1;
+	if (r->state != JS_QUEUED &&
+	    add_event(s, rowid, now, job_state_name(r->state), detail,
+		      r->state == JS_SCHEDULED ? due : 0) != 0)
+		return -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------ opt-outs */
+
+static int cancel_covered(struct store *s, enum stmt_id q, const char *subject,
+			  int channel, int64_t now, const char *detail,
+			  int *cancelled)
+{
+	int64_t rows[256];
+	for (;;) {
+		size_t n = 0;
+		sqlite3_stmt *st = stmt_begin(s, q);
+		sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, channel);
+		int rc;
+		while (n < 256 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+			rows[n++] = sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+		for (size_t i = 0; i < n; i++) {
+			if (transition(s, rows[i], JS_CANCELLED, 0, 0,
+				       "opted_out", now, detail, 0) != 0)
+				return -1;
+			(*cancelled)++;
+		}
+		if (n < 256)
+			return 0;
+	}
+}
+
+static int optout_upsert(struct store *s, int kind, const char *subject,
+			 int channel, const char *source, const char *reason,
+			 int64_t at)
+{
+	sqlite3_stmt *up = stmt_begin(s, Q_OPTOUT_UPSERT);
+	sqlite3_bind_int(up, 1, kind);
+	sqlite3_bind_text(up, 2, subject, -1, SQLITE_STATIC);
+	sqlite3_bind_int(up, 3, channel);
+	bind_text(up, 4, source);
+	bind_text(up, 5, reason);
+	sqlite3_bind_int64(up, 6, at);
+	return stmt_done(up);
+}
+
+static int optout_delete(struct store *s, int kind, const char *subject,
+			 int channel)
+{
+	sqlite3_stmt *del = stmt_begin(s, Q_OPTOUT_DELETE);
+	sqlite3_bind_int(del, 1, kind);
+	sqlite3_bind_text(del, 2, subject, -1, SQLITE_STATIC);
+	sqlite3_bind_int(del, 3, channel);
+	return stmt_done(del);
+}
+
+/* A resubscribe to one channel under an "all" opt-out keeps the other
+ * channels opted out: the "all" row becomes one row per other channel,
+ * keeping its source, reason and time. */
+static int split_all_optout(struct store *s, int kind, const char *subject,
+			    int resubscribed)
+{
+	sqlite3_stmt *st = stmt_begin(s, Q_OPTOUT_ALL_GET);
+	sqlite3_bind_int(st, 1, kind);
+	sqlite3_bind_text(st, 2, subject, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return 0;
+	}
+	char *source = column_strdup(st, 0);
+	char *reason = column_strdup(st, 1);
+	int64_t at = sqlite3_column_int64(st, 2);
+	sqlite3_reset(st);
+	int rc = optout_delete(s, kind, subject, CH_ALL);
+	for (int ch = 0; ch < CH_COUNT && rc == 0; ch++)
+		if (ch != resubscribed)
+			rc = optout_upsert(s, kind, subject, ch,
+					   source ? source : "api", reason, at);
+	free(source);
+	free(reason);
+	return rc;
+}
+
+static int apply_optout_subject(struct store *s, int kind, const char *subject,
+				const struct optout_change *c)
+{
+	if (!c->resubscribe)
+		return optout_upsert(s, kind, subject, c->channel, c->source,
+				     c->reason, c->now);
+	if (c->channel == CH_ALL)
+		return optout_delete(s, kind, subject, CH_ALL);
+	if (split_all_optout(s, kind, subject, c->channel) != 0)
+		return -1;
+	return optout_delete(s, kind, subject, c->channel);
+}
+
+static int exec_optout(struct store *s, struct store_cmd *cmd)
+{
+	const struct optout_change *c = &cmd->u.optout.change;
+	bool has_user = c->user && *c->user;
+	bool has_addr = c->address && *c->address;
+	cmd->u.optout.cancelled = 0;
+
+	sqlite3_stmt *st = stmt_begin(s, Q_CONSENT_INSERT);
+	bind_text(st, 1, has_user ? c->user : NULL);
+	bind_text(st, 2, has_addr ? c->address : NULL);
+	sqlite3_bind_int(st, 3, c->channel);
+	sqlite3_bind_text(st, 4, c->resubscribe ? "resubscribe" : "unsubscribe",
+			  -1, SQLITE_STATIC);
+	bind_text(st, 5, c->source);
+	bind_text(st, 6, c->reason);
+	sqlite3_bind_int64(st, 7, c->now);
+	if (stmt_done(st) != 0)
+		return -1;
+	if (has_user && apply_optout_subject(s, 0, c->user, c) != 0)
+		return -1;
+	if (has_addr && apply_optout_subject(s, 1, c->address, c) != 0)
+		return -1;
+	if (c->resubscribe)
+		return 0;
+	char detail[160];
+	snprintf(detail, sizeof detail, "opted out (source %s)", c->source);
+	if (has_user &&
+	    cancel_covered(s, Q_COVERED_BY_USER, c->user, c->channel, c->now,
+			   detail, &cmd->u.optout.cancelled) != 0)
+		return -1;
+	if (has_addr &&
+	    cancel_covered(s, Q_COVERED_BY_RECIPIENT, c->address, c->channel,
+			   c->now, detail, &cmd->u.optout.cancelled) != 0)
+		return -1;
+	return 0;
+}
+
+/* ------------------------------------------------------------ claim */
+
+static int load_user_sends(struct store *s, const char *user, int64_t since,
+			   size_t *n)
+{
+	sqlite3_stmt *st = stmt_begin(s, Q_HISTORY_USER);
+	sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, since);
+	*n = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == s->sends_cap) {
+			size_t cap = s->sends_cap ? s->sends_cap * 2 : 64;
+			struct gate_send *g =
+				realloc(s->sends, cap * sizeof *g);
+			if (!g) {
+				sqlite3_reset(st);
+				return -1;
+			}
+			s->sends = g;
+			s->sends_cap = cap;
+		}
+		s->sends[*n].channel = sqlite3_column_int(st, 0);
+		s->sends[*n].at_ms = sqlite3_column_int64(st, 1);
+		(*n)++;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static bool already_counted(struct store *s, int64_t rowid)
+{
+	sqlite3_stmt *st = stmt_begin(s, Q_HISTORY_HAS);
+	sqlite3_bind_int64(st, 1, rowid);
+	bool found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_reset(st);
+	return found;
+}
+
+enum gate_verdict { GATE_PASS, GATE_HELD, GATE_ERROR };
+
+/* Runs the gate for one due job inside the claim transaction; ends or
+ * defers it when it may not go now. */
+static enum gate_verdict gate_job(struct store *s, struct job *job,
+				  int64_t now)
+{
+	const struct config *cfg = s->cfg;
+	if (job->expires_ms && now >= job->expires_ms)
+		return transition(s, job->rowid, JS_EXPIRED, 0, job->attempts,
+				  "expired", now, "expired before sending", 0)
+			       ? GATE_ERROR : GATE_HELD;
+	if (opted_out(s, job->user, job->recipient, job->channel))
+		return transition(s, job->rowid, JS_SUPPRESSED, 0,
+				  job->attempts, "opted_out", now,
+				  "opted out", 0)
+			       ? GATE_ERROR : GATE_HELD;
+	if (job->attempts >= cfg->retry_max_attempts)
+		return transition(s, job->rowid, JS_FAILED, 0, job->attempts,
+				  "attempts_exhausted", now,
+				  "attempts exhausted", 0)
+			       ? GATE_ERROR : GATE_HELD;
+	if (cfg->n_caps == 0 || already_counted(s, job->rowid))
+		return GATE_PASS;
+	int64_t window = gate_longest_window(cfg->caps, cfg->n_caps,
+					     job->channel);
+	if (window == 0)
+		return GATE_PASS;
+	size_t n_sends = 0, rule = 0;
+	if (load_user_sends(s, job->user, now - window, &n_sends) != 0)
+		return GATE_ERROR;
+	int64_t allowed = gate_cap_allowed_at(cfg->caps, cfg->n_caps,
+					      job->channel, s->sends, n_sends,
+					      now, &rule);
+	if (allowed == 0)
+		return GATE_PASS;
+	char detail[96];
+	gate_rule_describe(&cfg->caps[rule], detail, sizeof detail);
+	if (job->expires_ms && allowed >= job->expires_ms)
+		return transition(s, job->rowid, JS_EXPIRED, 0, job->attempts,
+				  "expired", now, detail, 0)
+			       ? GATE_ERROR : GATE_HELD;
+	if (cfg->on_limit == ON_LIMIT_DROP)
+		return transition(s, job->rowid, JS_SUPPRESSED, 0,
+				  job->attempts, "rate_limited", now, detail, 0)
+			       ? GATE_ERROR : GATE_HELD;
+	return transition(s, job->rowid, JS_DEFERRED, allowed, job->attempts,
+			  "rate_limited", now, detail, allowed)
+		       ? GATE_ERROR : GATE_HELD;
+}
+
+static int claim_push(struct claim_result *r, size_t *cap, struct job *job)
+{
+	if (r->n_jobs == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		struct job **grown = realloc(r->jobs, ncap * sizeof *grown);
+		if (!grown)
+			return -1;
+		r->jobs = grown;
+		*cap = ncap;
+	}
+	r->jobs[r->n_jobs++] = job;
+	return 0;
+}
+
+static int claim_job(struct store *s, struct job *job, int64_t now)
+{
+	job->attempts++;
+	job->state = JS_SENDING;
+	char detail[32];
+	snprintf(detail, sizeof detail, "attempt %d", job->attempts);
+	if (transition(s, job->rowid, JS_SENDING, 0, job->attempts, NULL, now,
+		       detail, 0) != 0)
+		return -1;
+	sqlite3_stmt *st = stmt_begin(s, Q_HISTORY_INSERT);
+	sqlite3_bind_int64(st, 1, job->rowid);
+	sqlite3_bind_text(st, 2, job->user, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, job->channel);
+	sqlite3_bind_int64(st, 4, now);
+	return stmt_done(st);
+}
+
+static int claim_channel(struct store *s, struct store_cmd *cmd, int channel)
+{
+	struct claim_result *r = &cmd->u.claim.result;
+	int64_t now = cmd->u.claim.params.now;
+	int budget = cmd->u.claim.params.budget[channel];
+	while (budget > 0) {
+		/* read a page of due jobs, then gate them one by one */
+		struct job *page[128];
+		size_t n = 0;
+		sqlite3_stmt *st = stmt_begin(s, Q_DUE);
+		sqlite3_bind_int(st, 1, channel);
+		sqlite3_bind_int64(st, 2, now);
+		sqlite3_bind_int(st, 3, budget < 128 ? budget : 128);
+		int rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			struct job *job = job_from_row(st);
+			if (!job)
+				break;
+			page[n++] = job;
+		}
+		sqlite3_reset(st);
+		if (n == 0)
+			return rc == SQLITE_DONE ? 0 : -1;
+		int err = 0;
+		for (size_t i = 0; i < n; i++) {
+			enum gate_verdict v =
+				err ? GATE_ERROR : gate_job(s, page[i], now);
+			if (v == GATE_PASS && claim_job(s, page[i], now) == 0 &&
+			    claim_push(r, &cmd->u.claim.cap, page[i]) == 0) {
+				budget--;
+				continue;
+			}
+			if (v != GATE_HELD)
+				err = -1;
+			job_free(page[i]);
+		}
+		if (err)
+			return -1;
+	}
+	return 0;
+}
+
+static int exec_claim(struct store *s, struct store_cmd *cmd)
+{
+	struct claim_result *r = &cmd->u.claim.result;
+	for (int ch = 0; ch < CH_COUNT; ch++)
+		if (claim_channel(s, cmd, ch) != 0)
+			return -1;
+	for (int ch = 0; ch < CH_COUNT; ch++) {
+		sqlite3_stmt *st = stmt_begin(s, Q_NEXT_DUE);
+		sqlite3_bind_int(st, 1, ch);
+		r->next_due_ms[ch] = 0;
+		if (sqlite3_step(st) == SQLITE_ROW &&
+		    sqlite3_column_type(st, 0) != SQLITE_NULL)
+			r->next_due_ms[ch] = sqlite3_column_int64(st, 0);
+		sqlite3_reset(st);
+	}
+	return 0;
+}
+
+static void claim_discard(struct claim_result *r)
+{
+	for (size_t i = 0; i < r->n_jobs; i++)
+		job_free(r->jobs[i]);
+	free(r->jobs);
+	r->jobs = NULL;
+	r->n_jobs = 0;
+}
+
+/* ------------------------------------------------------------ complete */
+
+static int exec_complete(struct store *s, struct store_cmd *cmd)
+{
+	const struct completion *c = &cmd->u.complete.c;
+	sqlite3_stmt *st = stmt_begin(s, Q_JOB_GET);
+	sqlite3_bind_int64(st, 1, c->rowid);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return -1;
+	}
+	int attempts = sqlite3_column_int(st, 14);
+	int64_t expires = sqlite3_column_int64(st, 12);
+	int state = sqlite3_column_int(st, 15);
+	sqlite3_reset(st);
+	if (state != JS_SENDING)
+		return 0; /* settled already (e.g. by recovery) */
+
+	if (c->kind == OUTCOME_SENT) {
+		st = stmt_begin(s, Q_SET_SENT);
+		sqlite3_bind_int64(st, 1, c->rowid);
+		sqlite3_bind_int64(st, 2, c->now);
+		bind_text(st, 3, c->encoding[0] ? c->encoding : NULL);
+		if (c->segments)
+			sqlite3_bind_int(st, 4, c->segments);
+		if (stmt_done(st) != 0)
+			return -1;
+		return add_event(s, c->rowid, c->now, "sent", c->detail, 0);
+	}
+	if (c->kind == OUTCOME_RETRY) {
+		if (attempts >= s->cfg->retry_max_attempts) {
+			char detail[600];
+			snprintf(detail, sizeof detail,
+				 "attempts exhausted (last: %s)", c->detail);
+			return transition(s, c->rowid, JS_FAILED, 0, attempts,
+					  "attempts_exhausted", c->now, detail,
+					  0);
+		}
+		if (expires && c->retry_at >= expires)
+			return transition(s, c->rowid, JS_EXPIRED, 0, attempts,
+					  "expired", c->now, c->detail, 0);
+		if (set_state(s, c->rowid, JS_DEFERRED, c->retry_at, attempts,
+			      NULL) != 0)
+			return -1;
+		return add_event(s, c->rowid, c->now, "retry", c->detail,
+				 c->retry_at);
+	}
+	/* a permanent failure releases the job's cap slot */
+	st = stmt_begin(s, Q_HISTORY_DELETE);
+	sqlite3_bind_int64(st, 1, c->rowid);
+	if (stmt_done(st) != 0)
+		return -1;
+	return transition(s, c->rowid, JS_FAILED, 0, attempts,
+			  c->reason[0] ? c->reason : "failed", c->now,
+			  c->detail, 0);
+}
+
+/* ------------------------------------------------------------ writer */
+
+static int exec_one(struct store *s, struct store_cmd *cmd)
+{
+	switch (cmd->kind) {
+	case CMD_SEND:
+		return exec_send(s, cmd);
+	case CMD_OPTOUT:
+		return exec_optout(s, cmd);
+	case CMD_CLAIM:
+		return exec_claim(s, cmd);
+	case CMD_COMPLETE:
+		return exec_complete(s, cmd);
+	default:
+		return -1;
+	}
+}
+
+static void reset_outputs(struct store_cmd *cmd)
+{
+	if (cmd->kind == CMD_CLAIM)
+		claim_discard(&cmd->u.claim.result);
+}
+
+static bool exec_sql(sqlite3 *db, const char *sql)
+{
+	return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
+}
+
+/* One transaction for the listed commands; 0 when committed. */
+static int run_transaction(struct store *s, struct worker_item *first,
+			   struct worker_item *stop)
+{
+	if (!exec_sql(s->wdb, "BEGIN IMMEDIATE"))
+		return -1;
+	for (struct worker_item *it = first; it != stop; it = it->next) {
+		struct store_cmd *cmd = (struct store_cmd *)it;
+		cmd->status = exec_one(s, cmd);
+		if (cmd->status != 0)
+			goto rollback;
+	}
+	if (exec_sql(s->wdb, "COMMIT"))
+		return 0;
+rollback:
+	exec_sql(s->wdb, "ROLLBACK");
+	return -1;
+}
+
+static void writer_batch(void *ctx, struct worker_item *batch)
+{
+	struct store *s = ctx;
+	if (run_transaction(s, batch, NULL) == 0)
+		return;
+	/* something failed: no command of the batch is committed; retry each
+	 * alone so that only the failing ones answer an error */
+	log_msg(LOG_WARN, "store batch failed, retrying singly", "error",
+		sqlite3_errmsg(s->wdb), NULL);
+	for (struct worker_item *it = batch; it; it = it->next) {
+		struct store_cmd *cmd = (struct store_cmd *)it;
+		reset_outputs(cmd);
+		if (run_transaction(s, it, it->next) != 0) {
+			reset_outputs(cmd);
+			cmd->status = -1;
+		}
+	}
+}
+
+static void writer_done(void *ctx, struct worker_item *batch)
+{
+	struct store *s = ctx;
+	while (batch) {
+		struct store_cmd *cmd = (struct store_cmd *)batch;
+		batch = batch->next;
+		switch (cmd->kind) {
+		case CMD_SEND:
+			s->pending--;
+			cmd->u.send.result.status = cmd->status;
+			cmd->u.send.cb(cmd->ud, &cmd->u.send.result);
+			job_free(cmd->u.send.job);
+			break;
+		case CMD_OPTOUT:
+			s->pending--;
+			cmd->u.optout.cb(cmd->ud, cmd->status,
+					 cmd->u.optout.cancelled);
+			free(cmd->u.optout.user);
+			free(cmd->u.optout.address);
+			free(cmd->u.optout.source);
+			free(cmd->u.optout.reason);
+			break;
+		case CMD_CLAIM:
+			cmd->u.claim.result.status = cmd->status;
+			if (cmd->status != 0)
+				claim_discard(&cmd->u.claim.result);
+			cmd->u.claim.cb(cmd->ud, &cmd->u.claim.result);
+			break;
+		case CMD_COMPLETE:
+			if (cmd->u.complete.cb)
+				cmd->u.complete.cb(cmd->ud, cmd->status);
+			break;
+		default:
+			break;
+		}
+		free(cmd);
+	}
+}
+
+int store_send(struct store *s, struct job *job, int64_t now,
+	       store_send_cb cb, void *ud)
+{
+	struct store_cmd *cmd = NULL;
+	if (s->pending >= (size_t)s->cfg->max_pending ||
+	    !(cmd = calloc(1, sizeof *cmd))) {
+		job_free(job);
+		return -1;
+	}
+	cmd->kind = CMD_SEND;
+	cmd->ud = ud;
+	cmd->u.send.job = job;
+	cmd->u.send.now = now;
+	cmd->u.send.cb = cb;
+	s->pending++;
+	worker_submit(s->writer, &cmd->item);
+	return 0;
+}
+
+static char *dup_or_null(const char *v)
+{
+	return v ? strdup(v) : NULL;
+}
+
+int store_optout(struct store *s, const struct optout_change *c,
+		 store_optout_cb cb, void *ud)
+{
+	struct store_cmd *cmd = NULL;
+	if (s->pending >= (size_t)s->cfg->max_pending ||
+	    !(cmd = calloc(1, sizeof *cmd)))
+		return -1;
+	cmd->kind = CMD_OPTOUT;
+	cmd->ud = ud;
+	cmd->u.optout.cb = cb;
+	cmd->u.optout.change = *c;
+	cmd->u.optout.user = dup_or_null(c->user);
+	cmd->u.optout.address = dup_or_null(c->address);
+	cmd->u.optout.source = dup_or_null(c->source ? c->source : "api");
+	cmd->u.optout.reason = dup_or_null(c->reason);
+	cmd->u.optout.change.user = cmd->u.optout.user;
+	cmd->u.optout.change.address = cmd->u.optout.address;
+	cmd->u.optout.change.source = cmd->u.optout.source;
+	cmd->u.optout.change.reason = cmd->u.optout.reason;
+	s->pending++;
+	worker_submit(s->writer, &cmd->item);
+	return 0;
+}
+
+void store_claim(struct store *s, const struct claim_params *p,
+		 store_claim_cb cb, void *ud)
+{
+	struct store_cmd *cmd = calloc(1, sizeof *cmd);
+	if (!cmd) {
+		struct claim_result r = { .status = -1 };
+		cb(ud, &r);
+		return;
+	}
+	cmd->kind = CMD_CLAIM;
+	cmd->ud = ud;
+	cmd->u.claim.params = *p;
+	cmd->u.claim.cb = cb;
+	worker_submit(s->writer, &cmd->item);
+}
+
+void store_complete(struct store *s, const struct completion *c,
+		    store_done_cb cb, void *ud)
+{
+	struct store_cmd *cmd = calloc(1, sizeof *cmd);
+	if (!cmd) {
+		if (cb)
+			cb(ud, -1);
+		return;
+	}
+	cmd->kind = CMD_COMPLETE;
+	cmd->ud = ud;
+	cmd->u.complete.c = *c;
+	cmd->u.complete.cb = cb;
+	worker_submit(s->writer, &cmd->item);
+}
+
+size_t store_pending(const struct store *s)
+{
+	return s->pending;
+}
+
+/* ------------------------------------------------------------ reader */
+
+static json_t *time_json(int64_t ms)
+{
+	char buf[RFC3339_BUFLEN];
+	if (ms <= 0)
+		return json_null();
+	rfc3339_format(ms, buf);
+	return json_string(buf);
+}
+
+static void set_text(json_t *obj, const char *key, sqlite3_stmt *st, int col)
+{
+	const unsigned char *v = sqlite3_column_text(st, col);
+	if (v)
+		json_object_set_new(obj, key, json_string((const char *)v));
+}
+
+static json_t *read_events(sqlite3 *db, int64_t rowid)
+{
+	sqlite3_stmt *st = NULL;
+	json_t *events = json_array();
+	if (sqlite3_prepare_v2(db,
+			       "SELECT at_ms, what, detail, until_ms FROM "
+			       "job_events WHERE job = ?1 ORDER BY rowid",
+			       -1, &st, NULL) != SQLITE_OK)
+		return events;
+	sqlite3_bind_int64(st, 1, rowid);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *ev = json_object();
+		json_object_set_new(ev, "at",
+				    time_json(sqlite3_column_int64(st, 0)));
+		set_text(ev, "what", st, 1);
+		set_text(ev, "detail", st, 2);
+		if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+			json_object_set_new(
+				ev, "until",
+				time_json(sqlite3_column_int64(st, 3)));
+		json_array_append_new(events, ev);
+	}
+	sqlite3_finalize(st);
+	return events;
+}
+
+static int read_status(sqlite3 *db, const char *job_id, json_t **out)
+{
+	sqlite3_stmt *st = NULL;
+	*out = NULL;
+	if (sqlite3_prepare_v2(
+		    db,
+		    "SELECT rowid, id, key, user, channel, recipient, platform,"
+		    " template, locale, at_ms, expires_ms, created_ms, state,"
+		    " attempts, reason, encoding, segments, sent_ms, tz"
+		    " FROM jobs WHERE id = ?1",
+		    -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		json_t *j = json_object();
+		int channel = sqlite3_column_int(st, 4);
+		set_text(j, "id", st, 1);
+		json_object_set_new(
+			j, "state",
+			json_string(job_state_name(sqlite3_column_int(st, 12))));
+		set_text(j, "user", st, 3);
+		json_object_set_new(j, "channel",
+				    json_string(channel_name(channel)));
+		if (channel == CH_PUSH) {
+			json_t *to = json_object();
+			json_object_set_new(
+				to, "platform",
+				json_string(sqlite3_column_int(st, 6) ? "apns"
+								      : "fcm"));
+			set_text(to, "token", st, 5);
+			json_object_set_new(j, "to", to);
+		} else {
+			set_text(j, "to", st, 5);
+		}
+		set_text(j, "template", st, 7);
+		set_text(j, "key", st, 2);
+		set_text(j, "locale", st, 8);
+		set_text(j, "tz", st, 18);
+		json_object_set_new(j, "attempts",
+				    json_integer(sqlite3_column_int(st, 13)));
+		json_object_set_new(j, "created",
+				    time_json(sqlite3_column_int64(st, 11)));
+		if (sqlite3_column_int64(st, 9))
+			json_object_set_new(
+				j, "at", time_json(sqlite3_column_int64(st, 9)));
+		if (sqlite3_column_int64(st, 10))
+			json_object_set_new(
+				j, "expires",
+				time_json(sqlite3_column_int64(st, 10)));
+		if (sqlite3_column_type(st, 17) != SQLITE_NULL)
+			json_object_set_new(
+				j, "sent",
+				time_json(sqlite3_column_int64(st, 17)));
+		set_text(j, "reason", st, 14);
+		set_text(j, "encoding", st, 15);
+		if (sqlite3_column_type(st, 16) != SQLITE_NULL)
+			json_object_set_new(
+				j, "segments",
+				json_integer(sqlite3_column_int(st, 16)));
+		json_object_set_new(j, "events",
+				    read_events(db, sqlite3_column_int64(st, 0)));
+		*out = j;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int read_stats(sqlite3 *db, json_t **out)
+{
+	sqlite3_stmt *st = NULL;
+	json_t *jobs = json_object(), *sent = json_object();
+	int64_t depth = 0, optouts = 0;
+	for (int ch = 0; ch < CH_COUNT; ch++) {
+		json_object_set_new(jobs, channel_name(ch), json_object());
+		json_object_set_new(sent, channel_name(ch), json_integer(0));
+	}
+	int rc = sqlite3_prepare_v2(db,
+				    "SELECT channel, state, count(*) FROM jobs"
+				    " GROUP BY channel, state",
+				    -1, &st, NULL);
+	while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+		int ch = sqlite3_column_int(st, 0), state =
+							    sqlite3_column_int(st, 1);
+		int64_t n = sqlite3_column_int64(st, 2);
+		if (ch < 0 || ch >= CH_COUNT)
+			continue;
+		json_object_set_new(json_object_get(jobs, channel_name(ch)),
+				    job_state_name(state), json_integer(n));
+		if (state <= JS_SENDING)
+			depth += n;
+		if (state == JS_SENT)
+			json_object_set_new(sent, channel_name(ch),
+					    json_integer(n));
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM optouts", -1,
+					&st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		optouts = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	json_t *r = json_object();
+	json_object_set_new(r, "jobs", jobs);
+	json_object_set_new(r, "queue_depth", json_integer(depth));
+	json_object_set_new(r, "sent", sent);
+	json_object_set_new(r, "opt_outs", json_integer(optouts));
+	*out = r;
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+static int read_consent(sqlite3 *db, const char *user, const char *address,
+			json_t **out)
+{
+	sqlite3_stmt *st = NULL;
+	json_t *effective = json_object(), *history = json_array();
+	for (int ch = 0; ch < CH_COUNT; ch++)
+		json_object_set_new(effective, channel_name(ch),
+				    json_string("subscribed"));
+	int rc = sqlite3_prepare_v2(
+		db,
+		"SELECT channel FROM optouts WHERE (kind = 0 AND subject = ?1)"
+		" OR (kind = 1 AND subject = ?2)",
+		-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		bind_text(st, 1, user ? user : "");
+		bind_text(st, 2, address ? address : "");
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			int ch = sqlite3_column_int(st, 0);
+			for (int c = 0; c < CH_COUNT; c++)
+				if (ch == CH_ALL || ch == c)
+					json_object_set_new(
+						effective, channel_name(c),
+						json_string("opted_out"));
+		}
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(
+			db,
+			"SELECT at_ms, action, channel, source, reason, user,"
+			" address FROM consent_history WHERE user = ?1 OR"
+			" address = ?2 ORDER BY seq",
+			-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		bind_text(st, 1, user ? user : "\x01");
+		bind_text(st, 2, address ? address : "\x01");
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			json_t *h = json_object();
+			json_object_set_new(
+				h, "at", time_json(sqlite3_column_int64(st, 0)));
+			set_text(h, "action", st, 1);
+			json_object_set_new(
+				h, "channel",
+				json_string(channel_name(
+					sqlite3_column_int(st, 2))));
+			set_text(h, "source", st, 3);
+			set_text(h, "reason", st, 4);
+			set_text(h, "user", st, 5);
+			set_text(h, "address", st, 6);
+			json_array_append_new(history, h);
+		}
+	}
+	sqlite3_finalize(st);
+	json_t *r = json_object();
+	json_object_set_new(r, "effective", effective);
+	json_object_set_new(r, "history", history);
+	*out = r;
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+static void reader_batch(void *ctx, struct worker_item *batch)
+{
+	struct store *s = ctx;
+	for (struct worker_item *it = batch; it; it = it->next) {
+		struct store_cmd *cmd = (struct store_cmd *)it;
+		json_t **out = &cmd->u.read.result;
+		switch (cmd->kind) {
+		case CMD_STATUS:
+			cmd->status = read_status(s->rdb, cmd->u.read.job_id,
+						  out);
+			break;
+		case CMD_STATS:
+			cmd->status = read_stats(s->rdb, out);
+			break;
+		case CMD_CONSENT:
+			cmd->status = read_consent(s->rdb, cmd->u.read.user,
+						   cmd->u.read.address, out);
+			break;
+		default:
+			cmd->status = -1;
+		}
+	}
+}
+
+static void reader_done(void *ctx, struct worker_item *batch)
+{
+	(void)ctx;
+	while (batch) {
+		struct store_cmd *cmd = (struct store_cmd *)batch;
+		batch = batch->next;
+		cmd->u.read.cb(cmd->ud, cmd->status, cmd->u.read.result);
+		free(cmd->u.read.job_id);
+		free(cmd->u.read.user);
+		free(cmd->u.read.address);
+		free(cmd);
+	}
+}
+
+static void submit_read(struct store *s, enum cmd_kind kind, const char *a,
+			const char *b, store_json_cb cb, void *ud)
+{
+	struct store_cmd *cmd = calloc(1, sizeof *cmd);
+	if (!cmd) {
+		cb(ud, -1, NULL);
+		return;
+	}
+	cmd->kind = kind;
+	cmd->ud = ud;
+	cmd->u.read.cb = cb;
+	if (kind == CMD_STATUS) {
+		cmd->u.read.job_id = dup_or_null(a);
+	} else {
+		cmd->u.read.user = dup_or_null(a);
+		cmd->u.read.address = dup_or_null(b);
+	}
+	worker_submit(s->reader, &cmd->item);
+}
+
+void store_status(struct store *s, const char *job_id, store_json_cb cb,
+		  void *ud)
+{
+	submit_read(s, CMD_STATUS, job_id, NULL, cb, ud);
+}
+
+void store_stats(struct store *s, store_json_cb cb, void *ud)
+{
+	submit_read(s, CMD_STATS, NULL, NULL, cb, ud);
+}
+
+void store_consent(struct store *s, const char *user, const char *address,
+		   store_json_cb cb, void *ud)
+{
+	submit_read(s, CMD_CONSENT, user, address, cb, ud);
+}
+
+/* ------------------------------------------------------------ recovery */
+
+int store_recover(struct store *s,
+		  bool (*delivered)(void *ud, const struct job *job),
+		  void *ud, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int settled = 0;
+	if (sqlite3_prepare_v2(
+		    s->wdb,
+		    "SELECT rowid, id, key, user, channel, recipient, platform,"
+		    " template, locale, vars, tz, at_ms, expires_ms,"
+		    " created_ms, attempts, state FROM jobs WHERE state = 3",
+		    -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (!exec_sql(s->wdb, "BEGIN IMMEDIATE")) {
+		sqlite3_finalize(st);
+		return -1;
+	}
+	int rc = 0, step;
+	while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+		struct job *job = job_from_row(st);
+		if (!job) {
+			rc = -1;
+			break;
+		}
+		if (delivered && delivered(ud, job)) {
+			sqlite3_stmt *up = stmt_begin(s, Q_SET_SENT);
+			sqlite3_bind_int64(up, 1, job->rowid);
+			sqlite3_bind_int64(up, 2, now);
+			rc = stmt_done(up);
+			if (rc == 0)
+				rc = add_event(s, job->rowid, now, "sent",
+					       "found in the outbox after a "
+					       "restart", 0);
+		} else if (job->channel == CH_SMS &&
+			   s->cfg->sms_on_ambiguous == AMBIGUOUS_FAIL) {
+			rc = transition(s, job->rowid, JS_FAILED, 0,
+					job->attempts, "ambiguous", now,
+					"interrupted while sending; outcome "
+					"unknown (sms.on_ambiguous=fail)", 0);
+		} else {
+			rc = set_state(s, job->rowid, JS_QUEUED, now,
+				       job->attempts, NULL);
+			if (rc == 0)
+				rc = add_event(s, job->rowid, now, "retry",
+					       "interrupted while sending; "
+					       "outcome unknown, sending again "
+					       "with the same id", now);
+		}
+		job_free(job);
+		settled++;
+	}
+	sqlite3_finalize(st);
+	if (rc == 0 && exec_sql(s->wdb, "COMMIT"))
+		return settled;
+	exec_sql(s->wdb, "ROLLBACK");
+	return -1;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int store_open(uv_loop_t *loop, const struct config *cfg, struct store **out,
+	       char *err, size_t errlen)
+{
+	char path[4096];
+	struct store *s = calloc(1, sizeof *s);
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	s->cfg = cfg;
+	if (mkdir(cfg->data_dir, 0750) != 0 && errno != EEXIST) {
+		char e[128];
+		strerror_r(errno, e, sizeof e);
+		snprintf(err, errlen, "data_dir %s: %s", cfg->data_dir, e);
+		goto fail;
+	}
+	snprintf(path, sizeof path, "%s/rouse.db", cfg->data_dir);
+	if (open_connection(path, false, &s->wdb, err, errlen) != 0)
+		goto fail;
+	if (migrate(s->wdb, err, errlen) != 0)
+		goto fail;
+	for (int i = 0; i < Q_COUNT; i++) {
+		if (sqlite3_prepare_v3(s->wdb, stmt_sql[i], -1,
+				       SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
+				       NULL) != SQLITE_OK) {
+			set_err(err, errlen, "prepare", s->wdb);
+			goto fail;
+		}
+	}
+	if (open_connection(path, true, &s->rdb, err, errlen) != 0)
+		goto fail;
+	if (worker_start(loop, "store-writer", STORE_MAX_BATCH, writer_batch,
+			 writer_done, s, &s->writer) != 0 ||
+	    worker_start(loop, "store-reader", 64, reader_batch, reader_done, s,
+			 &s->reader) != 0) {
+		snprintf(err, errlen, "cannot start store threads");
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	if (s->writer)
+		worker_stop(s->writer);
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(s->stmt[i]);
+	sqlite3_close(s->rdb);
+	sqlite3_close(s->wdb);
+	free(s);
+	return -1;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	worker_stop(s->writer);
+	worker_stop(s->reader);
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(s->stmt[i]);
+	sqlite3_close(s->rdb);
+	sqlite3_close(s->wdb);
+	free(s->sends);
+	free(s);
+}
