@@ -32,7 +32,12 @@ struct email_input {
 	size_t n_extra;
 };
 
-/* Initialises GMime once per process (call from main before threads). */
+/* Initialises GMime once per process (call from main before threads).
+ * GMime's default format and parser options are process-global: after
+ * this call they are read-only for the whole process (nothing may change
+ * them), which is what makes email_build callable from any thread.
+ * email_global_shutdown calls g_mime_shutdown (after all builds have
+ * finished); GMime cannot be initialised again after it. */
 void email_global_init(void);
 void email_global_shutdown(void);
 

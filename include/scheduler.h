@@ -10,6 +10,7 @@
 #ifndef ROUSE_SCHEDULER_H
 #define ROUSE_SCHEDULER_H
 
+#include <stdbool.h>
 #include <uv.h>
 
 #include "config.h"
@@ -30,8 +31,16 @@ void scheduler_poke(struct scheduler *s);
 /* deliver_finished_fn: one job's outcome is committed. */
 void scheduler_on_finished(void *scheduler, int channel);
 
-/* Stops claiming; in-flight jobs still finish. */
+/* Stops claiming; in-flight jobs still finish, and jobs of a claim still
+ * in flight are still delivered when it returns. */
 void scheduler_stop(struct scheduler *s);
+
+/* Whether a claim is waiting for the store. */
+bool scheduler_claiming(const struct scheduler *s);
+
+/* Forgets the delivery stage (before it closes): jobs of a claim that
+ * returns later are left in `sending`, to be settled at the next start. */
+void scheduler_detach(struct scheduler *s);
 
 /* Frees it once the loop has run the close callback. */
 void scheduler_close(struct scheduler *s);

@@ -5,6 +5,9 @@
  * GSM-7: 160 septets in one segment, 153 per segment when split.
  * UCS-2: 70 UTF-16 code units in one segment, 67 per segment when split
  * (a character outside the BMP, e.g. an emoji, takes two units).
+ * Split texts are packed as senders split them: an escape pair (GSM-7)
+ * or a surrogate pair (UCS-2) never straddles two segments, so segments
+ * can be one more than ceil(units / 153) (or / 67).
  */
 #ifndef ROUSE_SMSTEXT_H
 #define ROUSE_SMSTEXT_H

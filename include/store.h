@@ -134,4 +134,8 @@ void store_consent(struct store *s, const char *user, const char *address,
 /* Commands waiting for the writer (for stats and back-pressure). */
 size_t store_pending(const struct store *s);
 
+/* Write transactions committed so far (each one fsync of the WAL). Any
+ * thread. */
+unsigned long store_commits(const struct store *s);
+
 #endif

@@ -198,7 +198,9 @@ email_clean_value(const char *field, const char *in, bool collapse,
 }
 
 /* addr-spec as rouse sends it: printable ASCII without specials, exactly
- * one '@' with something on both sides, at most 254 bytes. */
+ * one '@' with something on both sides, at most 254 bytes.
+ * NEEDSWORK: quoted local parts and non-ASCII addresses (IDN domains,
+ * SMTPUTF8) are refused rather than encoded. */
 static bool
 email_addr_valid(const char *a)
 {

@@ -76,7 +76,9 @@ static void window_describe(int64_t ms, char *buf, size_t len)
 		{ 86400000, "d" }, { 3600000, "h" }, { 60000, "m" },
 		{ 1000, "s" }, { 1, "ms" },
 	};
-	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+	/* days only from two days up, so "24h" reads as configured */
+	size_t first = ms >= 2 * units[0].ms ? 0 : 1;
+	for (size_t i = first; i < sizeof units / sizeof units[0]; i++) {
 		if (ms % units[i].ms == 0) {
 			snprintf(buf, len, "%lld%s",
 				 (long long)(ms / units[i].ms), units[i].unit);

@@ -85,6 +85,8 @@ struct intake {
 static void conn_flush(struct conn *c);
 static void conn_maybe_close(struct conn *c);
 static void conn_update_reading(struct conn *c);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 /* ------------------------------------------------------------ lifetime */
 
@@ -304,7 +306,7 @@ static void conn_update_reading(struct conn *c)
 		return;
 	c->reading = want;
 	if (want)
-		uv_read_start((uv_stream_t *)&c->pipe, NULL, NULL);
+		uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
 	else
 		uv_read_stop((uv_stream_t *)&c->pipe);
 }

@@ -954,7 +954,8 @@ static int render_escaped(struct mustache_render *r, const char *s, size_t n)
 }
 
 /* Formats a number as the spec wants; returns its length, 0 if v is not a
- * number. */
+ * number. NEEDSWORK: %g and strtod follow LC_NUMERIC; rouse never calls
+ * setlocale, so the decimal point is always '.'. */
 static size_t mustache_number(json_t *v, char *buf, size_t size)
 {
 	int n = 0;
@@ -978,6 +979,8 @@ static int render_value(struct mustache_render *r, json_t *v, bool escape)
 	char num[40];
 	size_t n;
 
+	if (!v)
+		return 0;
 	switch (json_typeof(v)) {
 	case JSON_STRING:
 		return escape ? render_escaped(r, json_string_value(v),

@@ -263,6 +263,10 @@ static void on_read_done(void *ud, int status, json_t *result)
 				result, "store_pending",
 				json_integer((json_int_t)store_pending(
 					w->ops->d.store)));
+			json_object_set_new(
+				result, "store_commits",
+				json_integer((json_int_t)store_commits(
+					w->ops->d.store)));
 		}
 		json_object_update(a, result);
 		json_decref(result);

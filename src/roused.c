@@ -64,6 +64,7 @@ static void finish_shutdown(struct daemon *d)
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	intake_close(d->intake);
+	scheduler_detach(d->scheduler);
 	deliver_close(d->deliver);
 	store_close(d->store);
 	deliver_free(d->deliver);
@@ -78,6 +79,7 @@ static void on_drain_tick(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
 	bool idle = ops_waiting(d->ops) == 0 &&
+		    !scheduler_claiming(d->scheduler) &&
 		    deliver_in_flight(d->deliver) == 0;
 	bool late = time_now_ms() - d->shutdown_started > SHUTDOWN_GRACE_MS;
 	if (!idle && !late)

@@ -74,6 +74,10 @@ static void on_claimed(void *ud, struct claim_result *r)
 	for (size_t i = 0; i < r->n_jobs; i++) {
 		struct job *job = r->jobs[i];
 		int ch = job->channel;
+		if (!s->deliver) {
+			job_free(job);
+			continue;
+		}
 		s->in_flight[ch]++;
 		int quantity = deliver_job(s->deliver, job);
 		bucket_take(&s->buckets[ch], quantity, now);
@@ -170,6 +174,16 @@ void scheduler_stop(struct scheduler *s)
 {
 	s->stopped = true;
 	uv_timer_stop(&s->timer);
+}
+
+bool scheduler_claiming(const struct scheduler *s)
+{
+	return s->claiming;
+}
+
+void scheduler_detach(struct scheduler *s)
+{
+	s->deliver = NULL;
 }
 
 static void on_timer_closed(uv_handle_t *h)

@@ -219,6 +219,7 @@ struct store {
 	struct worker *writer;
 	struct worker *reader;
 	size_t pending;               /* loop thread: writer commands queued */
+	_Atomic unsigned long commits; /* transactions committed by the writer */
 	struct gate_send *sends;      /* writer thread scratch */
 	size_t sends_cap;
 };
@@ -881,8 +882,10 @@ static int run_transaction(struct store *s, struct worker_item *first,
 		if (cmd->status != 0)
 			goto rollback;
 	}
-	if (exec_sql(s->wdb, "COMMIT"))
+	if (exec_sql(s->wdb, "COMMIT")) {
+		s->commits++;
 		return 0;
+	}
 rollback:
 	exec_sql(s->wdb, "ROLLBACK");
 	return -1;
@@ -1031,6 +1034,11 @@ size_t store_pending(const struct store *s)
 	return s->pending;
 }
 
+unsigned long store_commits(const struct store *s)
+{
+	return s->commits;
+}
+
 /* ------------------------------------------------------------ reader */
 
 static json_t *time_json(int64_t ms)
@@ -1064,7 +1072,10 @@ static json_t *read_events(sqlite3 *db, int64_t rowid)
 		json_object_set_new(ev, "at",
 				    time_json(sqlite3_column_int64(st, 0)));
 		set_text(ev, "what", st, 1);
-		set_text(ev, "detail", st, 2);
+		const unsigned char *detail = sqlite3_column_text(st, 2);
+		json_object_set_new(ev, "detail",
+				    json_string(detail ? (const char *)detail
+						       : ""));
 		if (sqlite3_column_type(st, 3) != SQLITE_NULL)
 			json_object_set_new(
 				ev, "until",

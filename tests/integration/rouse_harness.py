@@ -196,12 +196,16 @@ def wait_state(client, job_id, states, timeout=15.0):
                              % (job_id, states, timeout, last.get("job")))
 
 
-def statuses(client, job_ids):
-    """Pipelined status of many jobs: {id: answer}."""
+def statuses(client, job_ids, chunk=1000):
+    """Status of many jobs, pipelined chunk at a time: {id: answer}."""
     ids = list(job_ids)
-    answers = client.pipeline([{"op": "status", "job": j, "id": j}
-                               for j in ids]) if ids else []
-    return dict(zip(ids, answers))
+    out = {}
+    for i in range(0, len(ids), chunk):
+        part = ids[i:i + chunk]
+        answers = client.pipeline([{"op": "status", "job": j, "id": j}
+                                   for j in part])
+        out.update(zip(part, answers))
+    return out
 
 
 def compile_shim(name, outdir):
@@ -309,7 +313,12 @@ class Client:
         t.start()
         answers = []
         for _ in reqs:
-            answers.append(self.read_answer(timeout))
+            try:
+                answers.append(self.read_answer(timeout))
+            except (OSError, ConnectionError) as e:
+                raise AssertionError(
+                    "pipeline of %d requests: answer %d not received (%r)"
+                    % (len(reqs), len(answers) + 1, e))
         t.join(timeout or self.timeout)
         if err:
             raise err[0]

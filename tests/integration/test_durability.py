@@ -192,7 +192,7 @@ class CycleClient(threading.Thread):
             return
         n = 0
         try:
-            while n < 2000:
+            while n < 600:
                 batch = []
                 for _ in range(25):
                     if self.rng.random() < 0.2:
@@ -231,6 +231,7 @@ def test_kill9_cycles_lose_nothing(daemon):
     rep_keys = ["rep%02d" % i for i in range(40)]
     key_ids = collections.defaultdict(set)
     all_ids = set()
+    n_dup = 0
     t_start = time.monotonic()
     for cycle in range(20):
         d.start()
@@ -247,7 +248,7 @@ def test_kill9_cycles_lose_nothing(daemon):
                                rep_keys, cycle) for i in range(4)]
         for t in clients:
             t.start()
-        time.sleep(rng.uniform(0.05, 0.8))
+        time.sleep(rng.uniform(0.05, 0.6))
         d.kill()
         for t in clients:
             t.join(30)
@@ -257,13 +258,15 @@ def test_kill9_cycles_lose_nothing(daemon):
                 assert a.get("id") == r["id"], (r, a)
                 if a.get("ok") is True:
                     assert is_uuid(a.get("job")), a
+                    n_dup += bool(a.get("duplicate"))
                     key_ids[r["key"]].add(a["job"])
                     all_ids.add(a["job"])
                 else:
                     assert a.get("error", {}).get("code") in (
                         "overloaded", "shutting_down"), (r, a)
-        assert time.monotonic() - t_start < 150, "cycles too slow"
+        assert time.monotonic() - t_start < 120, "cycles too slow"
     d.start()
+    assert n_dup > 0, "no duplicate key was answered; test proves little"
     two = {k: v for k, v in key_ids.items() if len(v) > 1}
     assert not two, "seed %d: keys with two job ids: %r" % (seed, two)
     assert len(all_ids) > 100, "too few sends answered (%d)" % len(all_ids)
@@ -279,7 +282,10 @@ def test_kill9_cycles_lose_nothing(daemon):
                                   if not k.startswith("rep")),
                            min(300, len(key_ids) - len(keys)))
         reqs = [send_req("x", "email", key=k, id=k, at=FUTURE) for k in keys]
-        for r, a in zip(reqs, c.pipeline(reqs, timeout=120)):
+        answers = []
+        for i in range(0, len(reqs), 500):
+            answers += c.pipeline(reqs[i:i + 500], timeout=60)
+        for r, a in zip(reqs, answers):
             assert a.get("ok") is True and a.get("duplicate") is True, (r, a)
             assert {a["job"]} == key_ids[r["key"]], (r, a)
 
@@ -462,7 +468,11 @@ def test_sigkill_burst_outboxes_whole(daemon):
             seen[job] += 1
         return seen
 
-    check_maildir()
+    at_kill = check_maildir()
+    n_at_kill = (sum(at_kill.values()) + len(jsonl(d.sms_file, strict=False))
+                 + len(jsonl(d.push_file, strict=False)))
+    assert n_at_kill < len(reqs), \
+        "the burst was over before the kill (%d delivered)" % n_at_kill
     torn = b'{"job":"torn-tail","attempt":1,"te'
     for p in (d.sms_file, d.push_file):
         p.parent.mkdir(parents=True, exist_ok=True)

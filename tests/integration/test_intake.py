@@ -208,11 +208,27 @@ def test_pipelining_1000_mixed_in_order(daemon):
                     r["key"], a.get("job"), job_of_key[r["key"]])
 
 
+def test_pipelining_20000_pings_one_connection(daemon):
+    """Clients may pipeline any number of requests: 20,000 pings written
+    in one go are all answered, in order, while the client reads."""
+    d = daemon(templates=NOTE_TEMPLATES)
+    d.start()
+    n = 20000
+    with d.client(timeout=10) as c:
+        answers = c.pipeline([{"op": "ping", "id": i} for i in range(n)],
+                             timeout=10)
+        assert [a.get("id") for a in answers] == list(range(n))
+        assert all(a.get("ok") is True for a in answers)
+        assert c.request({"op": "ping", "id": "after"})["id"] == "after"
+
+
 def test_ops_basic_shape(daemon):
     d = daemon(templates=NOTE_TEMPLATES)
     d.start()
     with d.client() as c:
-        assert c.request({"op": "ping"}) == {"ok": True, "version": "0.1.0"}
+        ans = c.request({"op": "ping"})
+        assert ans.pop("id", None) is None, ans  # no id: absent or null
+        assert ans == {"ok": True, "version": "0.1.0"}, ans
         assert c.request({"op": "ping", "id": None}) == {
             "id": None, "ok": True, "version": "0.1.0"}
         ans = c.request(dict(good_send("shape", key="shape-1"), id=1))

@@ -376,6 +376,30 @@ def test_every_sms_carries_an_opt_out_line(make_daemon, tmp_path):
     assert texts[other] == "Shop: new arrivals are in!\n" + FOOTER_EN
 
 
+def test_configured_sms_footer_replaces_the_built_in(make_daemon):
+    d = make_daemon(
+        templates={"promo/sms.mustache": "{{brand}}: sale today",
+                   "own/sms.mustache": "{{brand}}: sale. Text END to quit",
+                   "code/sms.mustache": "Your code is 1234",
+                   "code/transactional": ""},
+        config={"sms": {"footer": {"en": "Text END to quit",
+                                   "zh": "回复N退订"}}}).start()
+    with d.client() as c:
+        jobs = [send(c, "u1", "sms", "+15550001", "promo", {"brand": "Shop"}),
+                send(c, "u2", "sms", "+15550002", "own", {"brand": "Shop"}),
+                send(c, "u3", "sms", "+8613800138003", "promo",
+                     {"brand": "商城"}, locale="zh-CN"),
+                send(c, "u4", "sms", "+15550004", "code")]
+        wait_sent(c, jobs)
+    texts = {r["job"]: r["text"] for r in jsonl(d.sms_file)}
+    assert [texts[j] for j in jobs] == [
+        "Shop: sale today\nText END to quit",
+        "Shop: sale. Text END to quit",
+        "商城: sale today\n回复N退订",
+        "Your code is 1234"]
+    assert not any(FOOTER_EN in t or FOOTER_ZH in t for t in texts.values())
+
+
 # -- checklist 40 ---------------------------------------------------------
 
 EVIL_NAME = ("Eve\r\nBcc: evil@attacker.example\r\nX-Injected: yes\n"
@@ -542,10 +566,10 @@ LOCALE_TEMPLATES = {
     "loc/sms.zh.mustache": "zh sms",
     "loc/transactional": "",
     "greet/subject.mustache": "{{> salutation}}",
-    "greet/text.mustache": "{{> salutation}}\n{{> signoff}}\n",
+    "greet/text.mustache": "Dear reader: {{> salutation}}\n-- {{> signoff}}\n",
     "greet/html.mustache": "<p>{{> salutation}}</p>\n",
     "_partials/salutation.mustache": "Hello {{name}}!",
-    "_partials/signoff.mustache": "-- the {{brand}} team",
+    "_partials/signoff.mustache": "the {{brand}} team",
 }
 
 
@@ -579,14 +603,15 @@ def test_partials_are_used(make_daemon):
     with d.client() as c:
         p = preview(c, "greet", "email", vars_)["parts"]
         assert p["subject"] == "Hello Bob <b>!"
-        assert norm(p["text"]) == "Hello Bob <b>!\n-- the Shop team\n"
+        assert norm(p["text"]) == \
+            "Dear reader: Hello Bob <b>!\n-- the Shop team\n"
         assert norm(p["html"]) == "<p>Hello Bob &lt;b&gt;!</p>\n"
         job = send(c, "u1", "email", "bob@example.com", "greet", vars_)
         wait_sent(c, [job])
     raw, msg = by_job(d.maildir)[job][0]
     assert str(msg["Subject"]) == "Hello Bob <b>!"
     text, html = body_parts(msg)
-    assert text == "Hello Bob <b>!\n-- the Shop team\n"
+    assert text == "Dear reader: Hello Bob <b>!\n-- the Shop team\n"
     assert html == "<p>Hello Bob &lt;b&gt;!</p>\n"
 
 

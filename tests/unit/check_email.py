@@ -205,7 +205,11 @@ def main():
     failed = 0
     for eml in emls:
         want = json.loads(eml.with_suffix(".json").read_text(encoding="utf-8"))
-        c = check_message(eml, want)
+        try:
+            c = check_message(eml, want)
+        except Exception as e:  # a message Python cannot even read fails
+            c = Checker(want["name"])
+            c.failures.append(f"unreadable: {type(e).__name__}: {e}")
         for note in c.notes:
             print(f"check_email: {c.name}: note: {note}")
         for f in c.failures:
