@@ -14,7 +14,8 @@
 #      queued, time from exec to the first maildir file
 #   7. strace cross-check of fsyncs per ack on a smaller run
 #   8. daemon B (fresh dir, transport rate limits removed): delivery rate
-#      through the maildir / JSONL outboxes per channel
+#      through the maildir / JSONL outboxes per channel, all channels at
+#      once and then each alone
 #
 # Environment (defaults in brackets):
 #   BENCH_QUICK=1        smaller run: fill 100000, throughput 50000,
@@ -289,6 +290,17 @@ bench deliver --socket "$b/data/rouse.sock" --clients "$clients" \
 n_mail=$(find "$b/data/outbox/email/new" -type f | wc -l)
 n_sms=$(wc -l <"$b/data/outbox/sms.jsonl" 2>/dev/null || echo 0)
 n_push=$(wc -l <"$b/data/outbox/push.jsonl" 2>/dev/null || echo 0)
+# each transport alone, a third of the jobs each
+n_alone=$((n_deliver / 3))
+alone_line=""
+for ch in email sms push; do
+	log "   $ch alone: $n_alone due jobs"
+	bench deliver --socket "$b/data/rouse.sock" --clients "$clients" \
+		--window "$window" --count "$n_alone" --channels "$ch" \
+		--at-delay 3 --timeout 300 --tag "dlv$ch" \
+		| tee "$work/deliver-$ch.out" >&2
+	alone_line+="$ch $(field "${ch}_msgs_per_s" "$work/deliver-$ch.out") msgs/s; "
+done
 stop_daemon "$daemon_pid"
 
 # ---------------------------------------------------------------- report
@@ -332,6 +344,8 @@ memory       before: $rss0_line at queue_depth $depth0
 restart      graceful stop took $stop_a s; db $db_mb MiB, wal $wal_mb MiB at restart
              exec -> socket answering: $ready_ms ms; exec -> first delivery: $first_ms ms   [target <= 2000 ms: $(verdict "$first_ms >= 0 && $first_ms <= 2000")]
 delivery     $(grep -E '^  (email|sms|push|all|ERRORS|WARNING)' "$work/deliver.out" | sed 's/^ *//' | paste -sd';' | sed 's/;/; /g')
-             outboxes: maildir $n_mail files, sms.jsonl $n_sms lines, push.jsonl $n_push lines
+             outboxes after the mixed run: maildir $n_mail files, sms.jsonl $n_sms lines, push.jsonl $n_push lines
+             each transport alone ($n_alone jobs): ${alone_line% }
+             raw maildir primitive on this file system (create+write+fsync+rename): $(field create_per_s "$work/fsync.out")/s
 ================================================================
 EOF

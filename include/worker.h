@@ -4,7 +4,8 @@
  * struct). The thread takes everything queued (up to max_batch) under the
  * lock, runs batch_fn over the list on the thread, then hands the same
  * list back to the loop, where done_fn runs (via uv_async). Order is kept:
- * items are processed and returned in submission order. This is the one
+ * with one thread, items are processed and returned in submission order.
+ * This is the one
  * way rouse crosses threads (the store writer, the store reader and the
  * file outbox each own one worker).
  */
@@ -25,10 +26,16 @@ typedef void (*worker_batch_fn)(void *ctx, struct worker_item *batch);
 /* Runs on the loop thread with the same list once batch_fn returned. */
 typedef void (*worker_done_fn)(void *ctx, struct worker_item *batch);
 
-/* Starts the thread (named `name`, <= 15 chars). Returns 0 or -1. */
-int worker_start(uv_loop_t *loop, const char *name, size_t max_batch,
-		 worker_batch_fn batch_fn, worker_done_fn done_fn, void *ctx,
-		 struct worker **out);
+#define WORKER_MAX_THREADS 8
+
+/* Starts n_threads threads (1..WORKER_MAX_THREADS, named `name`, <= 15
+ * chars) sharing one queue. With one thread batches run strictly in
+ * submission order; with several, batches run concurrently (an item
+ * stuck in one thread does not hold back the others) and done_fn sees
+ * each batch when it finishes. Returns 0 or -1. */
+int worker_start(uv_loop_t *loop, const char *name, int n_threads,
+		 size_t max_batch, worker_batch_fn batch_fn,
+		 worker_done_fn done_fn, void *ctx, struct worker **out);
 
 /* Queues an item (loop thread only). The worker borrows it until done_fn. */
 void worker_submit(struct worker *w, struct worker_item *item);

@@ -3,7 +3,10 @@
  * Maildir file names are "<job id>.<attempt>.rouse": unique (a job id is
  * a random UUID) and enough to find a job's message again after a crash.
  * The JSONL files are opened O_APPEND once; each batch is written with as
- * few write(2) calls as possible and made durable by one fdatasync.
+ * few write(2) calls as possible and made durable by one fdatasync, on
+ * one thread (appends stay in order). Maildir messages are written by a
+ * small pool of threads, one message at a time each: a message is
+ * durable once its file and the new/ directory are fsync'd.
  */
 #define _GNU_SOURCE /* memrchr */
 #include <dirent.h>
@@ -19,9 +22,12 @@
 #include "log.h"
 #include "outbox.h"
 
+#define OUTBOX_MAIL_THREADS 4
+
 struct outbox {
 	const struct config *cfg;
-	struct worker *worker;
+	struct worker *mail;        /* maildir writes, several threads */
+	struct worker *lines;       /* JSONL appends, one thread */
 	outbox_done_fn done;
 	void *ctx;
 	int jsonl_fd[CH_COUNT];     /* sms and push; -1 for email */
@@ -236,29 +242,28 @@ static void write_jsonl(struct outbox *o, struct worker_item *batch,
 	}
 }
 
-static void outbox_batch(void *ctx, struct worker_item *batch)
+/* One message per batch: a write that hangs (a stuck filesystem) holds
+ * only its own thread, the others keep delivering. */
+static void mail_batch(void *ctx, struct worker_item *batch)
 {
 	struct outbox *o = ctx;
-	bool any_mail = false, any[CH_COUNT] = { false };
 	for (struct worker_item *n = batch; n; n = n->next) {
 		struct outbox_item *it = (struct outbox_item *)n;
-		any[it->channel] = true;
-		if (it->channel == CH_EMAIL) {
-			write_maildir(o, it);
-			any_mail |= it->status == 0;
+		write_maildir(o, it);
+		if (it->status == 0 && fsync(o->maildir_new_fd) != 0) {
+			it->status = -1;
+			errno_detail(it->detail, sizeof it->detail,
+				     "maildir fsync", errno);
 		}
 	}
-	if (any_mail && fsync(o->maildir_new_fd) != 0) {
-		int e = errno;
-		for (struct worker_item *n = batch; n; n = n->next) {
-			struct outbox_item *it = (struct outbox_item *)n;
-			if (it->channel == CH_EMAIL && it->status == 0) {
-				it->status = -1;
-				errno_detail(it->detail, sizeof it->detail,
-					     "maildir fsync", e);
-			}
-		}
-	}
+}
+
+static void lines_batch(void *ctx, struct worker_item *batch)
+{
+	struct outbox *o = ctx;
+	bool any[CH_COUNT] = { false };
+	for (struct worker_item *n = batch; n; n = n->next)
+		any[((struct outbox_item *)n)->channel] = true;
 	for (int ch = CH_SMS; ch < CH_COUNT; ch++)
 		if (any[ch])
 			write_jsonl(o, batch, ch);
@@ -295,8 +300,12 @@ int outbox_open(uv_loop_t *loop, const struct config *cfg,
 	if (open_maildir(o, err, errlen) != 0 ||
 	    open_jsonl(cfg->sms_file, &o->jsonl_fd[CH_SMS], err, errlen) != 0 ||
 	    open_jsonl(cfg->push_file, &o->jsonl_fd[CH_PUSH], err, errlen) != 0 ||
-	    worker_start(loop, "outbox", 1024, outbox_batch, outbox_done, o,
-			 &o->worker) != 0) {
+	    worker_start(loop, "outbox-mail", OUTBOX_MAIL_THREADS, 1,
+			 mail_batch, outbox_done, o, &o->mail) != 0 ||
+	    worker_start(loop, "outbox-lines", 1, 1024, lines_batch,
+			 outbox_done, o, &o->lines) != 0) {
+		if (o->mail)
+			worker_stop(o->mail);
 		if (!*err)
 			snprintf(err, errlen, "cannot start the outbox thread");
 		for (int i = 0; i < CH_COUNT; i++)
@@ -367,7 +376,8 @@ bool outbox_holds(struct outbox *o, const struct job *job)
 
 void outbox_submit(struct outbox *o, struct outbox_item *item)
 {
-	worker_submit(o->worker, &item->node);
+	worker_submit(item->channel == CH_EMAIL ? o->mail : o->lines,
+		      &item->node);
 }
 
 void outbox_item_free(struct outbox_item *item)
@@ -382,7 +392,8 @@ void outbox_close(struct outbox *o)
 {
 	if (!o)
 		return;
-	worker_stop(o->worker);
+	worker_stop(o->mail);
+	worker_stop(o->lines);
 	for (int i = 0; i < CH_COUNT; i++)
 		if (o->jsonl_fd[i] >= 0)
 			close(o->jsonl_fd[i]);

@@ -1427,9 +1427,9 @@ int store_open(uv_loop_t *loop, const struct config *cfg, struct store **out,
 	}
 	if (open_connection(path, true, &s->rdb, err, errlen) != 0)
 		goto fail;
-	if (worker_start(loop, "store-writer", STORE_MAX_BATCH, writer_batch,
+	if (worker_start(loop, "store-writer", 1, STORE_MAX_BATCH, writer_batch,
 			 writer_done, s, &s->writer) != 0 ||
-	    worker_start(loop, "store-reader", 64, reader_batch, reader_done, s,
+	    worker_start(loop, "store-reader", 1, 64, reader_batch, reader_done, s,
 			 &s->reader) != 0) {
 		snprintf(err, errlen, "cannot start store threads");
 		goto fail;

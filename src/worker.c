@@ -18,7 +18,8 @@
 struct worker {
 	uv_loop_t *loop;
 	uv_async_t async;
-	uv_thread_t thread;
+	uv_thread_t threads[WORKER_MAX_THREADS];
+	int n_threads;
 	char name[16];
 	size_t max_batch;
 	worker_batch_fn batch_fn;
@@ -91,10 +92,12 @@ static void on_async(uv_async_t *handle)
 		w->done_fn(w->ctx, done);
 }
 
-int worker_start(uv_loop_t *loop, const char *name, size_t max_batch,
-		 worker_batch_fn batch_fn, worker_done_fn done_fn, void *ctx,
-		 struct worker **out)
+int worker_start(uv_loop_t *loop, const char *name, int n_threads,
+		 size_t max_batch, worker_batch_fn batch_fn,
+		 worker_done_fn done_fn, void *ctx, struct worker **out)
 {
+	if (n_threads < 1 || n_threads > WORKER_MAX_THREADS)
+		return -1;
 	struct worker *w = calloc(1, sizeof *w);
 	if (!w)
 		return -1;
@@ -111,17 +114,15 @@ int worker_start(uv_loop_t *loop, const char *name, size_t max_batch,
 	if (uv_async_init(loop, &w->async, on_async) != 0)
 		goto fail_async;
 	w->async.data = w;
-	if (uv_thread_create(&w->thread, worker_thread, w) != 0)
-		goto fail_thread;
+	for (int i = 0; i < n_threads; i++) {
+		if (uv_thread_create(&w->threads[i], worker_thread, w) != 0) {
+			worker_stop(w); /* joins the ones started, frees w */
+			return -1;
+		}
+		w->n_threads++;
+	}
 	*out = w;
 	return 0;
-fail_thread:
-	uv_close((uv_handle_t *)&w->async, NULL);
-	uv_cond_destroy(&w->wake);
-	uv_mutex_destroy(&w->lock);
-	/* the async handle's memory must outlive its close: leak-free only
-	 * once the loop runs; accept that on this start-up failure path */
-	return -1;
 fail_async:
 	uv_cond_destroy(&w->wake);
 fail_cond:
@@ -152,9 +153,10 @@ void worker_stop(struct worker *w)
 {
 	uv_mutex_lock(&w->lock);
 	w->stopping = true;
-	uv_cond_signal(&w->wake);
+	uv_cond_broadcast(&w->wake);
 	uv_mutex_unlock(&w->lock);
-	uv_thread_join(&w->thread);
+	for (int i = 0; i < w->n_threads; i++)
+		uv_thread_join(&w->threads[i]);
 	on_async(&w->async); /* hand back what finished last */
 	uv_close((uv_handle_t *)&w->async, on_async_closed);
 }
