@@ -143,7 +143,11 @@ static void config_path_key(char dst[CONFIG_KEYPATH_MAX], const char *parent,
 {
 	dst[0] = '\0';
 	if (parent && parent[0]) {
-		snprintf(dst, CONFIG_KEYPATH_MAX, "%s.", parent);
+		/* key paths are short; a too long one is cut, never overrun */
+		size_t n = strnlen(parent, CONFIG_KEYPATH_MAX - 2);
+		memcpy(dst, parent, n);
+		dst[n] = '.';
+		dst[n + 1] = '\0';
 	}
 	config_append_escaped(dst, CONFIG_KEYPATH_MAX, key,
 			      CONFIG_KEYPATH_MAX - 1, true);
@@ -152,7 +156,11 @@ static void config_path_key(char dst[CONFIG_KEYPATH_MAX], const char *parent,
 static void config_path_index(char dst[CONFIG_KEYPATH_MAX], const char *parent,
 			      size_t i)
 {
-	snprintf(dst, CONFIG_KEYPATH_MAX, "%s[%zu]", parent, i);
+	char index[32];
+	size_t n = strnlen(parent, CONFIG_KEYPATH_MAX - sizeof index);
+	snprintf(index, sizeof index, "[%zu]", i);
+	memcpy(dst, parent, n);
+	memcpy(dst + n, index, strlen(index) + 1);
 }
 
 static const char *config_json_kind(const json_t *v)

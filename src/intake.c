@@ -103,6 +103,29 @@ static void on_conn_closed(uv_handle_t *h)
 	conn_unref(h->data);
 }
 
+/* Removes the answered prefix of the reply FIFO, copying the answers
+ * into dst when it is not NULL (dst must hold them all). Returns the
+ * number of bytes removed. */
+static size_t pop_answered(struct conn *c, char *dst)
+{
+	size_t off = 0;
+	while (c->head && c->head->ready) {
+		struct intake_slot *s = c->head;
+		if (dst)
+			memcpy(dst + off, s->data, s->len);
+		off += s->len;
+		c->head = s->next;
+		free(s->data);
+		free(s);
+		c->unanswered--;
+		c->in->unanswered--;
+		c->refs--;
+	}
+	if (!c->head)
+		c->tail = NULL;
+	return off;
+}
+
 static void conn_close(struct conn *c)
 {
 	if (c->closing)
@@ -118,19 +141,7 @@ static void conn_close(struct conn *c)
 	in->n_conns--;
 	/* drop answers nobody will read; slots still owned by handlers stay
 	 * until intake_reply frees them */
-	struct intake_slot *s = c->head;
-	while (s && s->ready) {
-		struct intake_slot *next = s->next;
-		free(s->data);
-		free(s);
-		c->unanswered--;
-		in->unanswered--;
-		c->refs--;
-		s = next;
-	}
-	c->head = s;
-	if (!s)
-		c->tail = NULL;
+	pop_answered(c, NULL);
 	uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
 }
 
@@ -163,20 +174,7 @@ static void conn_flush(struct conn *c)
 		conn_close(c);
 		return;
 	}
-	size_t off = 0;
-	while (c->head && c->head->ready) {
-		struct intake_slot *s = c->head;
-		memcpy(w->data + off, s->data, s->len);
-		off += s->len;
-		c->head = s->next;
-		free(s->data);
-		free(s);
-		c->unanswered--;
-		c->in->unanswered--;
-		c->refs--;
-	}
-	if (!c->head)
-		c->tail = NULL;
+	pop_answered(c, w->data);
 	w->conn = c;
 	w->len = total;
 	uv_buf_t buf = uv_buf_init(w->data, (unsigned)total);
@@ -246,17 +244,7 @@ void intake_reply(struct intake_slot *slot, json_t *answer)
 		/* the client is gone: drop the answers that can no longer be
 		 * written (the ready prefix of the FIFO) */
 		c->refs++;
-		while (c->head && c->head->ready) {
-			struct intake_slot *s = c->head;
-			c->head = s->next;
-			free(s->data);
-			free(s);
-			c->unanswered--;
-			c->in->unanswered--;
-			c->refs--;
-		}
-		if (!c->head)
-			c->tail = NULL;
+		pop_answered(c, NULL);
 		conn_unref(c);
 		return;
 	}

@@ -62,7 +62,7 @@ static struct config *load_ok_at(int line, const char *path)
 static void expect_err_at(int line, const char *content, const char *expected,
 			  const char *never)
 {
-	char err[512] = "", want[1024];
+	char err[512] = "", want[PATH_MAX * 2 + 1024];
 	struct config *cfg = (struct config *)&cfg; /* must be reset */
 	const char *path = write_config(content);
 	int rc = config_load(path, &cfg, err, sizeof err);

@@ -154,7 +154,11 @@ static int spec_run(const char *dir, int *passed, int *failed, int *required)
 		size_t j;
 		int p = 0, f = 0;
 
-		snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+		if (snprintf(path, sizeof path, "%s/%s", dir, files[i]) >=
+		    (int)sizeof path) {
+			fprintf(stderr, "path too long: %s/%s\n", dir, files[i]);
+			return -1;
+		}
 		root = json_load_file(path, 0, &jerr);
 		tests = json_object_get(root, "tests");
 		if (!json_is_array(tests)) {
