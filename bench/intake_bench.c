@@ -33,8 +33,8 @@
  *   restart     becomes the daemon (exec of the arguments after "--", same
  *               pid, stderr to --log) while a forked watcher times from
  *               just before the exec to the socket answering `ping` and to
- *               the first entry appearing under --watch (a directory gets a
- *               file, or a file becomes non-empty), prints that and exits.
+ *               the first delivery: --watch growing (a directory gets one
+ *               more file, or a file gets longer), prints that and exits.
  * - Output: human lines, then one "result:" line of key=value pairs for
  *   scripts. Exit status 0 when every answer was as expected, 1 otherwise,
  *   2 on usage or connection errors.
@@ -720,32 +720,35 @@ static int mode_deliver(struct bench_opts *o)
 	return status;
 }
 
-static bool watch_hit(const char *path)
+/* Entries in a directory (names not starting with '.'), or a file's size;
+ * 0 when it does not exist. */
+static long watch_size(const char *path)
 {
 	struct stat st;
 	if (stat(path, &st) != 0)
-		return false;
+		return 0;
 	if (!S_ISDIR(st.st_mode))
-		return st.st_size > 0;
+		return (long)st.st_size;
 	DIR *d = opendir(path);
 	if (!d)
-		return false;
-	bool hit = false;
+		return 0;
+	long n = 0;
 	struct dirent *e;
-	while (!hit && (e = readdir(d)))
-		hit = e->d_name[0] != '.';
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
 	closedir(d);
-	return hit;
+	return n;
 }
 
 /* The watcher: a child of the daemon-to-be, timing from t0. */
-static int restart_watch(const struct bench_opts *o, pid_t daemon, int64_t t0)
+static int restart_watch(const struct bench_opts *o, pid_t daemon, int64_t t0,
+			 long initial)
 {
 	double ready_ms = -1, first_ms = -1;
 	int64_t deadline = t0 + (int64_t)(o->timeout * 1e9);
 	while (mono_ns() < deadline && (ready_ms < 0 || first_ms < 0) &&
 	       kill(daemon, 0) == 0) {
-		if (first_ms < 0 && watch_hit(o->watch))
+		if (first_ms < 0 && watch_size(o->watch) > initial)
 			first_ms = (double)(mono_ns() - t0) / 1e6;
 		if (ready_ms < 0) {
 			char ans[256];
@@ -769,11 +772,7 @@ static int restart_watch(const struct bench_opts *o, pid_t daemon, int64_t t0)
  * bench can signal and wait for it); a forked child watches and reports. */
 static int mode_restart(const struct bench_opts *o)
 {
-	if (watch_hit(o->watch)) {
-		fprintf(stderr, "intake_bench: --watch %s already has an "
-			"entry\n", o->watch);
-		return 2;
-	}
+	long initial = watch_size(o->watch);
 	fflush(NULL);
 	pid_t self = getpid();
 	int64_t t0 = mono_ns();
@@ -781,7 +780,7 @@ static int mode_restart(const struct bench_opts *o)
 	if (pid < 0)
 		die("fork");
 	if (pid == 0)
-		_exit(restart_watch(o, self, t0));
+		_exit(restart_watch(o, self, t0, initial));
 	if (o->log) {
 		int fd = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
 			      0644);

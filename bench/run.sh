@@ -11,7 +11,8 @@
 #   4. latency at a fixed offered rate: p50/p90/p99/max
 #   5. fill to BENCH_FILL queued jobs: RSS after, bytes per queued job
 #   6. restart: one job due in a moment, SIGTERM, restart with everything
-#      queued, time from exec to the first maildir file
+#      queued, time from exec to the first maildir file; then the same
+#      after SIGKILL (WAL recovery)
 #   7. strace cross-check of fsyncs per ack on a smaller run
 #   8. daemon B (fresh dir, transport rate limits removed): delivery rate
 #      through the maildir / JSONL outboxes per channel, all channels at
@@ -131,8 +132,7 @@ start_daemon() {
 	"$ROUSED" --config "$1/rouse.json" 2>>"$1/roused.log" &
 	daemon_pid=$!
 	pids+=("$daemon_pid")
-	local i
-	for i in $(seq 1 500); do
+	for _ in $(seq 1 500); do
 		if grep -q '"msg":"ready"' "$1/roused.log" 2>/dev/null; then
 			return 0
 		fi
@@ -219,36 +219,55 @@ rss1_line=$(rss_line "$daemon_pid")
 log "   queue_depth $depth1: $rss1_line"
 
 # ---------------------------------------------------------------- 6. restart
-due_epoch=$(($(date +%s) + 2))
-due_at=$(date -u -d "@$due_epoch" +%Y-%m-%dT%H:%M:%SZ)
-bench throughput --socket "$sock" --clients 1 --count 1 --at "$due_at" \
-	--tag restart >"$work/restart-job.out"
-stop_daemon "$daemon_pid"
+# restart_cycle SIGNAL TAG: queue one email job due two seconds from now,
+# stop the daemon with SIGNAL, wait until the job is due, then start the
+# daemon again through intake_bench (which execs it in place, same pid, a
+# child of this shell, while a forked watcher times it). Sets daemon_pid,
+# stop_s, wal_mb, db_mb; the timings land in $work/restart-TAG.out.
+restart_cycle() {
+	local due_epoch due_at out=$work/restart-$2.out
+	due_epoch=$(($(date +%s) + 2))
+	due_at=$(date -u -d "@$due_epoch" +%Y-%m-%dT%H:%M:%SZ)
+	bench throughput --socket "$sock" --clients 1 --count 1 \
+		--at "$due_at" --tag "restart$2" >"$work/restart-job-$2.out"
+	local t0 t1
+	t0=$(date +%s%N)
+	kill "-$1" "$daemon_pid"
+	wait "$daemon_pid" 2>/dev/null || true
+	t1=$(date +%s%N)
+	stop_s=$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc)
+	while (($(date +%s) < due_epoch)); do sleep 0.05; done
+	sleep 0.2
+	wal_mb=$(du -m "$a/data/rouse.db-wal" 2>/dev/null | cut -f1 || true)
+	wal_mb=${wal_mb:-0}
+	db_mb=$(du -m "$a/data/rouse.db" | cut -f1)
+	"$bin/intake_bench" restart --socket "$sock" \
+		--watch "$a/data/outbox/email/new" --log "$a/roused.log" \
+		--timeout 120 -- "$ROUSED" --config "$a/rouse.json" >"$out" &
+	daemon_pid=$!
+	pids+=("$daemon_pid")
+	while ! grep -q '^result:' "$out" 2>/dev/null; do
+		if ! kill -0 "$daemon_pid" 2>/dev/null; then
+			echo "run.sh: the restarted daemon exited" >&2
+			exit 1
+		fi
+		sleep 0.1
+	done
+	cat "$out" >&2
+}
+
+restart_cycle TERM graceful
 stop_a=$stop_s
-log "6. stopped daemon A in $stop_a s; one job due at $due_at"
-while (($(date +%s) < due_epoch)); do sleep 0.05; done
-sleep 0.2
-wal_mb=$(du -m "$a/data/rouse.db-wal" 2>/dev/null | cut -f1 || echo 0)
-db_mb=$(du -m "$a/data/rouse.db" | cut -f1)
-# intake_bench execs the daemon in place (same pid, a child of this shell)
-# and a forked watcher times it
-"$bin/intake_bench" restart --socket "$sock" --watch "$a/data/outbox/email/new" \
-	--log "$a/roused.log" --timeout 120 -- "$ROUSED" --config \
-	"$a/rouse.json" >"$work/restart.out" &
-daemon_pid=$!
-pids+=("$daemon_pid")
-while ! grep -q '^result:' "$work/restart.out" 2>/dev/null; do
-	if ! kill -0 "$daemon_pid" 2>/dev/null; then
-		echo "run.sh: the restarted daemon exited" >&2
-		exit 1
-	fi
-	sleep 0.1
-done
-cat "$work/restart.out" >&2
+wal_a=$wal_mb
+db_mb_a=$db_mb
+log "6. SIGTERM stop took $stop_a s; restarted with $depth1 queued" \
+	"(db $db_mb_a MiB, wal $wal_a MiB)"
 rss2_line=$(rss_line "$daemon_pid")
 rss2=$(rss_kb "$daemon_pid" VmRSS)
 depth2=$(stats_field "$sock" queue_depth)
 log "   after restart: $rss2_line, queue_depth $depth2"
+restart_cycle KILL crash
+log "   SIGKILL, restarted (db $db_mb MiB, wal $wal_mb MiB left by the crash)"
 
 # ---------------------------------------------------------------- 7. strace
 strace_line="skipped"
@@ -314,8 +333,10 @@ p99=$(field p99_ms "$work/lat.out")
 pmax=$(field max_ms "$work/lat.out")
 lat_fpa=$(field fsyncs_per_ack "$work/lat.out")
 fill_rate=$( [[ -f $work/fill.out ]] && field acks_per_s "$work/fill.out" || echo -)
-first_ms=$(field first_delivery_ms "$work/restart.out")
-ready_ms=$(field ready_ms "$work/restart.out")
+first_ms=$(field first_delivery_ms "$work/restart-graceful.out")
+ready_ms=$(field ready_ms "$work/restart-graceful.out")
+crash_first_ms=$(field first_delivery_ms "$work/restart-crash.out")
+crash_ready_ms=$(field ready_ms "$work/restart-crash.out")
 ratio=$(echo "scale=2; $tp_rate / $fsync_rate" | bc)
 per_job=$(echo "scale=1; ($rss1 - $rss0) * 1024 / ($depth1 - $depth0)" | bc)
 per_job_abs=$(echo "scale=1; $rss1 * 1024 / $depth1" | bc)
@@ -340,12 +361,14 @@ latency      $rate sends/s offered, $lat_clients conns, ${lat_s}s: p50 $p50 ms  
 memory       before: $rss0_line at queue_depth $depth0
              after:  $rss1_line at queue_depth $depth1
              growth per queued job: $per_job B (total RSS / jobs: $per_job_abs B)   [target <= 100 B: $(verdict "$per_job <= 100")]
-             after restart: $rss2_line at queue_depth $depth2 ($per_job_restart B/job)
-restart      graceful stop took $stop_a s; db $db_mb MiB, wal $wal_mb MiB at restart
+             after restart: $rss2_line at queue_depth $depth2 ($per_job_restart B/job)   [$(verdict "$per_job_restart <= 100")]
+             (jobs live in SQLite, not in memory: growth is the two 16 MiB page caches filling and allocator slack)
+restart      SIGTERM stop took $stop_a s; db $db_mb_a MiB, wal $wal_a MiB at restart
              exec -> socket answering: $ready_ms ms; exec -> first delivery: $first_ms ms   [target <= 2000 ms: $(verdict "$first_ms >= 0 && $first_ms <= 2000")]
+             after SIGKILL (wal $wal_mb MiB left): socket $crash_ready_ms ms, first delivery $crash_first_ms ms   [$(verdict "$crash_first_ms >= 0 && $crash_first_ms <= 2000")]
 delivery     $(grep -E '^  (email|sms|push|all|ERRORS|WARNING)' "$work/deliver.out" | sed 's/^ *//' | paste -sd';' | sed 's/;/; /g')
              outboxes after the mixed run: maildir $n_mail files, sms.jsonl $n_sms lines, push.jsonl $n_push lines
-             each transport alone ($n_alone jobs): ${alone_line% }
+             each transport alone ($n_alone jobs): ${alone_line%; }
              raw maildir primitive on this file system (create+write+fsync+rename): $(field create_per_s "$work/fsync.out")/s
 ================================================================
 EOF

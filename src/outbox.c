@@ -8,7 +8,6 @@
  * small pool of threads, one message at a time each: a message is
  * durable once its file and the new/ directory are fsync'd.
  */
-#define _GNU_SOURCE /* memrchr */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -84,9 +83,11 @@ static int repair_tail(int fd, const char *path)
 			return -1;
 		if (end == st.st_size && buf[n - 1] == '\n')
 			return 0; /* intact */
-		char *nl = memrchr(buf, '\n', (size_t)n);
-		if (nl) {
-			keep = start + (nl - buf) + 1;
+		ssize_t nl = n - 1;
+		while (nl >= 0 && buf[nl] != '\n')
+			nl--;
+		if (nl >= 0) {
+			keep = start + nl + 1;
 			break;
 		}
 		end = start;
