@@ -15,7 +15,7 @@ for variant in normal asan; do
   cmake -S . -B "$dir" $flags >/dev/null
   cmake --build "$dir" -j"$jobs" >/dev/null
   echo "== $variant tests"
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+  ASAN_OPTIONS=detect_leaks=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$dir" --output-on-failure -j"$jobs"
 done

@@ -451,7 +451,7 @@ class Daemon:
             if self.wrapper:
                 opts.append("detect_leaks=0")  # LSan cannot run under ptrace
             old = env.get("ASAN_OPTIONS")
-            env["ASAN_OPTIONS"] = ":".join(opts + ([old] if old else []))
+            env["ASAN_OPTIONS"] = ":".join(([old] if old else []) + opts)
             env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         return env
 
