@@ -36,6 +36,10 @@ bool deliver_already_done(void *deliver, const struct job *job);
  * it costs (SMS segments, else 1) for the transport's rate bucket. */
 int deliver_job(struct deliver *d, struct job *job);
 
+/* Most jobs of a channel worth handing over at once (the transport's
+ * concurrency): the scheduler claims no more than that. */
+int deliver_capacity(const struct deliver *d, int channel);
+
 /* Jobs handed over whose outcome is not committed yet. */
 size_t deliver_in_flight(const struct deliver *d);
 

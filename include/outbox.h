@@ -46,6 +46,11 @@ int outbox_open(uv_loop_t *loop, const struct config *cfg,
  * recovery of jobs found in `sending`). Blocking; before the loop runs. */
 bool outbox_holds(struct outbox *o, const struct job *job);
 
+/* How many messages of a channel are worth having in the outbox at once:
+ * enough to keep its threads busy (and batches large), no more, so that
+ * jobs are not claimed long before their turn. */
+int outbox_capacity(int channel);
+
 /* Queues an item (takes ownership). Loop thread. */
 void outbox_submit(struct outbox *o, struct outbox_item *item);
 

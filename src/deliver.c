@@ -260,6 +260,12 @@ bool deliver_already_done(void *deliver, const struct job *job)
 	return outbox_holds(d->outbox, job);
 }
 
+int deliver_capacity(const struct deliver *d, int channel)
+{
+	(void)d;
+	return outbox_capacity(channel);
+}
+
 size_t deliver_in_flight(const struct deliver *d)
 {
 	return d->in_flight;

@@ -375,6 +375,11 @@ bool outbox_holds(struct outbox *o, const struct job *job)
 		       cmp_str) != NULL;
 }
 
+int outbox_capacity(int channel)
+{
+	return channel == CH_EMAIL ? 2 * OUTBOX_MAIL_THREADS : 256;
+}
+
 void outbox_submit(struct outbox *o, struct outbox_item *item)
 {
 	worker_submit(item->channel == CH_EMAIL ? o->mail : o->lines,

@@ -11,7 +11,6 @@
 
 #define SCHEDULER_MAX_SLEEP_MS 1000
 #define SCHEDULER_MAX_CLAIM 512
-#define SCHEDULER_MAX_IN_FLIGHT 512
 
 struct scheduler {
 	uv_loop_t *loop;
@@ -21,6 +20,7 @@ struct scheduler {
 	struct deliver *deliver;
 	struct bucket buckets[CH_COUNT];
 	int in_flight[CH_COUNT];
+	int capacity[CH_COUNT];       /* the transport's in-flight cap */
 	int64_t next_due[CH_COUNT];   /* 0: none known */
 	bool claiming;
 	bool again;
@@ -54,7 +54,7 @@ static int64_t next_wake(struct scheduler *s, int64_t now)
 			continue;
 		int64_t wait = s->next_due[ch] - now;
 		if (wait <= 0) {
-			if (s->in_flight[ch] >= SCHEDULER_MAX_IN_FLIGHT)
+			if (s->in_flight[ch] >= s->capacity[ch])
 				continue; /* a finishing job pokes */
 			wait = bucket_wait_ms(&s->buckets[ch], now);
 			if (wait == 0)
@@ -109,7 +109,7 @@ static void scheduler_run(struct scheduler *s)
 	bool any = false;
 	for (int ch = 0; ch < CH_COUNT; ch++) {
 		long budget = bucket_available(&s->buckets[ch], now);
-		long room = SCHEDULER_MAX_IN_FLIGHT - s->in_flight[ch];
+		long room = s->capacity[ch] - s->in_flight[ch];
 		if (budget > room)
 			budget = room;
 		if (budget > SCHEDULER_MAX_CLAIM)
@@ -147,6 +147,8 @@ int scheduler_new(uv_loop_t *loop, const struct config *cfg, struct store *store
 void scheduler_start(struct scheduler *s, struct deliver *d)
 {
 	s->deliver = d;
+	for (int ch = 0; ch < CH_COUNT; ch++)
+		s->capacity[ch] = deliver_capacity(d, ch);
 	s->stopped = false;
 	arm(s, 0);
 }
@@ -166,7 +168,7 @@ void scheduler_on_finished(void *scheduler, int channel)
 {
 	struct scheduler *s = scheduler;
 	s->in_flight[channel]--;
-	if (s->in_flight[channel] == SCHEDULER_MAX_IN_FLIGHT - 1)
+	if (s->next_due[channel] != 0)
 		scheduler_poke(s);
 }
 

@@ -3,8 +3,9 @@
  *
  * rename/renameat/renameat2/link/linkat whose destination lies in a "new"
  * directory and whose source file contains the bytes of
- * $ROUSE_HANG_MARKER never return (the calling thread sleeps until the
- * process is killed). Every other call passes through.
+ * $ROUSE_HANG_MARKER do not return until the file named by
+ * $ROUSE_HANG_RELEASE exists (never, when that is not set: the thread
+ * sleeps until the process is killed). Every other call passes through.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -69,10 +70,16 @@ static int hang_source_marked(int dirfd, const char *path)
 	return (int)n;
 }
 
+/* Sleeps until the file named by $ROUSE_HANG_RELEASE exists, or forever
+ * when that variable is not set. */
 static void hang_forever(void)
 {
-	for (;;)
-		sleep(3600);
+	const char *release = getenv("ROUSE_HANG_RELEASE");
+	for (;;) {
+		if (release && access(release, F_OK) == 0)
+			return;
+		usleep(10000);
+	}
 }
 
 static void hang_check(int olddirfd, const char *oldpath, int newdirfd,
