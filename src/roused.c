@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <uv.h>
 
@@ -178,6 +179,7 @@ int main(int argc, char **argv)
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
+	umask(0027); /* the store and outboxes hold personal data */
 	raise_fd_limit();
 	email_global_init();
 
