@@ -55,6 +55,7 @@
  * between calls, so it may run on any thread concurrently.
  */
 #include "email.h"
+#include "utf8.h"
 
 #include <gmime/gmime.h>
 #include <pthread.h>
@@ -105,41 +106,6 @@ email_is_blank(char c)
 	return c == ' ' || c == '\t';
 }
 
-/* Length of the valid UTF-8 sequence at s[0..len), or 0 when invalid
- * (overlong forms, surrogates and code points above U+10FFFF included). */
-static size_t
-email_utf8_len(const unsigned char *s, size_t len)
-{
-	unsigned char c = s[0];
-	size_t n, i;
-	unsigned long cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (len < n)
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return n;
-}
 
 static bool
 email_utf8_valid(const char *s, size_t len)
@@ -147,7 +113,7 @@ email_utf8_valid(const char *s, size_t len)
 	size_t i = 0, n;
 
 	while (i < len) {
-		n = email_utf8_len((const unsigned char *)s + i, len - i);
+		n = utf8_decode((const unsigned char *)s + i, len - i, NULL);
 		if (n == 0)
 			return false;
 		i += n;
@@ -373,7 +339,7 @@ email_fold_encoded(struct email_fold *f, const char *str, size_t len)
 		need = EMAIL_EW_OVERHEAD +
 		       (b64 ? email_b_cost(len - i) : email_q_cost(s + i, len - i));
 		if (need > EMAIL_EW_MAX) {
-			clen = email_utf8_len(s + i, len - i);
+			clen = utf8_decode(s + i, len - i, NULL);
 			need = EMAIL_EW_OVERHEAD +
 			       (b64 ? email_b_cost(clen) : email_q_cost(s + i, clen));
 		}
@@ -387,7 +353,7 @@ email_fold_encoded(struct email_fold *f, const char *str, size_t len)
 		start = i;
 		cost = EMAIL_EW_OVERHEAD;
 		while (i < len) {
-			clen = email_utf8_len(s + i, len - i);
+			clen = utf8_decode(s + i, len - i, NULL);
 			if (b64)
 				need = EMAIL_EW_OVERHEAD + email_b_cost(i + clen - start);
 			else

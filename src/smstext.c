@@ -21,6 +21,7 @@
  * one more than ceil(units / 153) (or / 67).
  */
 #include "smstext.h"
+#include "utf8.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -72,45 +73,6 @@ smstext_gsm_cost(uint32_t cp)
 	return 0;
 }
 
-/* Decodes one code point from s[0..len); returns its length in bytes, or
- * 0 when the sequence is not valid UTF-8 (overlong, surrogate, above
- * U+10FFFF, truncated). */
-static size_t
-smstext_utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
-{
-	unsigned char c = s[0];
-	size_t n, i;
-	uint32_t v;
-
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		v = c & 0x1fu;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		v = c & 0x0fu;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		v = c & 0x07u;
-	} else {
-		return 0;
-	}
-	if (len < n)
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = (v << 6) | (s[i] & 0x3fu);
-	}
-	if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) ||
-	    (v >= 0xd800 && v <= 0xdfff) || v > 0x10ffff)
-		return 0;
-	*cp = v;
-	return n;
-}
 
 /* Packing of one encoding: units so far and parts of at most part_max
  * units, where an item of two units never straddles a part boundary. */
@@ -152,7 +114,7 @@ sms_measure(const char *text, size_t len, struct sms_measure *out)
 	if (text == NULL && len > 0)
 		return -1;
 	while (i < len) {
-		n = smstext_utf8_next(s + i, len - i, &cp);
+		n = utf8_decode(s + i, len - i, &cp);
 		if (n == 0)
 			return -1;
 		i += n;
