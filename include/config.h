@@ -15,6 +15,25 @@
 #include "channel.h"
 
 enum email_transport { EMAIL_TRANSPORT_MAILDIR, EMAIL_TRANSPORT_SMTP };
+enum smtp_starttls { STARTTLS_NO, STARTTLS_IF_AVAILABLE, STARTTLS_REQUIRED };
+
+struct smtp_conf {           /* email.smtp */
+	char *host;              /* required when email.transport is smtp */
+	int port;                /* default 25, 1..65535 */
+	enum smtp_starttls starttls; /* default IF_AVAILABLE */
+	char *username;          /* optional; needs a password */
+	char *password;          /* read from password_env / password_file */
+	int sessions;            /* concurrent connections, default 4, 1..64 */
+	int batch;               /* messages per connection, default 50,
+	                            1..10000 */
+	char *ca_file;           /* optional PEM bundle (absolute path) */
+	int64_t timeout_ms;      /* each SMTP wait (greeting, command reply,
+	                            data), default 60s, 1s..10m */
+	char *helo;              /* EHLO name, default the email.from domain
+	                            (NULL here means that default) */
+	char *envelope_from;     /* MAIL FROM, default the email.from address
+	                            (NULL here means that default) */
+};
 enum file_or_http { TRANSPORT_FILE, TRANSPORT_HTTP };
 enum on_limit { ON_LIMIT_DEFER, ON_LIMIT_DROP };
 enum on_ambiguous { AMBIGUOUS_FAIL, AMBIGUOUS_RETRY };
@@ -50,8 +69,9 @@ struct config {
 	                            store, daemon-wide; default 65536 */
 
 	char *email_from;        /* default "rouse <noreply@localhost>" */
-	enum email_transport email_transport; /* only MAILDIR accepted now */
+	enum email_transport email_transport; /* default MAILDIR */
 	char *maildir;           /* default "<data_dir>/outbox/email" */
+	struct smtp_conf smtp;   /* set when email_transport is SMTP */
 
 	enum file_or_http sms_transport;       /* only FILE accepted now */
 	char *sms_file;          /* default "<data_dir>/outbox/sms.jsonl" */

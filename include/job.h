@@ -37,7 +37,8 @@ struct job {
 /* "queued", "scheduled", ... */
 const char *job_state_name(int state);
 
-/* A fresh random (v4) UUID, lower-case, into id (JOB_ID_LEN + 1 bytes). */
+/* A fresh time-ordered random UUID (version 7), lower-case, into id
+ * (JOB_ID_LEN + 1 bytes). */
 void job_new_id(char *id);
 
 void job_free(struct job *job);

@@ -1,10 +1,12 @@
 /* job.c: job state names, ids and freeing. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/rand.h>
 
 #include "job.h"
+#include "timefmt.h"
 
 static const char *const job_state_names[JS_COUNT] = {
 	"queued", "scheduled", "deferred", "sending", "sent", "failed",
@@ -18,12 +20,31 @@ const char *job_state_name(int state)
 	return "unknown";
 }
 
+/* Random bytes drawn from the CSPRNG a page at a time. */
+static void random_bytes(unsigned char *out, size_t n)
+{
+	static _Thread_local unsigned char pool[4096];
+	static _Thread_local size_t left;
+	if (left < n) {
+		if (RAND_bytes(pool, sizeof pool) != 1)
+			abort(); /* the CSPRNG failing is not recoverable */
+		left = sizeof pool;
+	}
+	memcpy(out, pool + sizeof pool - left, n);
+	memset(pool + sizeof pool - left, 0, n);
+	left -= n;
+}
+
+/* UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then random
+ * bits. Time-ordered ids keep the store's id index append-mostly. */
 void job_new_id(char *id)
 {
 	unsigned char b[16];
-	if (RAND_bytes(b, sizeof b) != 1)
-		abort(); /* the CSPRNG failing is not recoverable */
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	uint64_t ms = (uint64_t)time_now_ms();
+	for (int i = 0; i < 6; i++)
+		b[i] = (unsigned char)(ms >> (40 - 8 * i));
+	random_bytes(b + 6, 10);
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
 	snprintf(id, JOB_ID_LEN + 1,
 		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"

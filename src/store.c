@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <sqlite3.h>
@@ -62,11 +63,11 @@ static const char *const migrations[] = {
 	"  encoding TEXT,"
 	"  segments INTEGER,"
 	"  sent_ms INTEGER);"
-	"CREATE INDEX jobs_due ON jobs(channel, due_ms) WHERE state IN (0,1,2);"
+	"CREATE INDEX jobs_due ON jobs(channel, due_ms) WHERE state < 3;"
 	"CREATE INDEX jobs_sending ON jobs(state) WHERE state = 3;"
-	"CREATE INDEX jobs_active_user ON jobs(user) WHERE state IN (0,1,2);"
+	"CREATE INDEX jobs_active_user ON jobs(user) WHERE state < 3;"
 	"CREATE INDEX jobs_active_recipient ON jobs(recipient)"
-	"  WHERE state IN (0,1,2);"
+	"  WHERE state < 3;"
 	"CREATE TABLE job_events ("
 	"  job INTEGER NOT NULL,"
 	"  at_ms INTEGER NOT NULL,"
@@ -112,10 +113,15 @@ enum stmt_id {
 
 static const char *const stmt_sql[Q_COUNT] = {
 	[Q_KEY_LOOKUP] = "SELECT id, state, reason FROM jobs WHERE key = ?1",
-	[Q_OPTOUT_CHECK] =
-		"SELECT 1 FROM optouts WHERE channel IN (?3, -1) AND"
-		" ((kind = 0 AND subject = ?1) OR (kind = 1 AND subject = ?2))"
-		" LIMIT 1",
+	[Q_OPTOUT_CHECK] = /* four primary-key probes */
+		"SELECT 1 FROM optouts WHERE kind = 0 AND subject = ?1 AND"
+		" channel = ?3 UNION ALL"
+		" SELECT 1 FROM optouts WHERE kind = 0 AND subject = ?1 AND"
+		" channel = -1 UNION ALL"
+		" SELECT 1 FROM optouts WHERE kind = 1 AND subject = ?2 AND"
+		" channel = ?3 UNION ALL"
+		" SELECT 1 FROM optouts WHERE kind = 1 AND subject = ?2 AND"
+		" channel = -1 LIMIT 1",
 	[Q_JOB_INSERT] =
 		"INSERT INTO jobs (id, key, user, channel, recipient, platform,"
 		" template, locale, vars, tz, at_ms, expires_ms, created_ms,"
@@ -137,18 +143,18 @@ static const char *const stmt_sql[Q_COUNT] = {
 		"SELECT source, reason, at_ms FROM optouts WHERE kind = ?1 AND"
 		" subject = ?2 AND channel = -1",
 	[Q_COVERED_BY_USER] =
-		"SELECT rowid FROM jobs WHERE user = ?1 AND state IN (0,1,2)"
+		"SELECT rowid FROM jobs WHERE user = ?1 AND state < 3"
 		" AND (channel = ?2 OR ?2 = -1)",
 	[Q_COVERED_BY_RECIPIENT] =
 		"SELECT rowid FROM jobs WHERE recipient = ?1 AND"
-		" state IN (0,1,2) AND (channel = ?2 OR ?2 = -1)",
+		" state < 3 AND (channel = ?2 OR ?2 = -1)",
 	[Q_SET_STATE] =
 		"UPDATE jobs SET state = ?2, due_ms = ?3, attempts = ?4,"
 		" reason = ?5 WHERE rowid = ?1",
 	[Q_DUE] =
 		"SELECT rowid, id, key, user, channel, recipient, platform,"
 		" template, locale, vars, tz, at_ms, expires_ms, created_ms,"
-		" attempts, state FROM jobs WHERE state IN (0,1,2) AND"
+		" attempts, state FROM jobs WHERE state < 3 AND"
 		" channel = ?1 AND due_ms <= ?2 ORDER BY due_ms LIMIT ?3",
 	[Q_HISTORY_HAS] = "SELECT 1 FROM send_history WHERE job = ?1",
 	[Q_HISTORY_USER] =
@@ -162,7 +168,7 @@ static const char *const stmt_sql[Q_COUNT] = {
 		"UPDATE jobs SET state = 4, sent_ms = ?2, encoding = ?3,"
 		" segments = ?4, reason = NULL WHERE rowid = ?1",
 	[Q_NEXT_DUE] =
-		"SELECT MIN(due_ms) FROM jobs WHERE state IN (0,1,2) AND"
+		"SELECT MIN(due_ms) FROM jobs WHERE state < 3 AND"
 		" channel = ?1",
 	[Q_JOB_GET] =
 		"SELECT rowid, id, key, user, channel, recipient, platform,"
@@ -219,10 +225,23 @@ struct store {
 	struct worker *writer;
 	struct worker *reader;
 	size_t pending;               /* loop thread: writer commands queued */
-	_Atomic unsigned long commits; /* transactions committed by the writer */
+	_Atomic unsigned long commits; /* write transactions committed */
+	sqlite3_int64 changes_seen;   /* writer: total changes at last commit */
 	struct gate_send *sends;      /* writer thread scratch */
 	size_t sends_cap;
+
+	/* WAL checkpoints run on their own thread and connection, so that
+	 * copying pages into the database file never delays a commit */
+	sqlite3 *cdb;
+	uv_thread_t ckpt_thread;
+	bool ckpt_started;
+	uv_mutex_t ckpt_lock;
+	uv_cond_t ckpt_wake;
+	bool ckpt_wanted;             /* guarded by ckpt_lock */
+	bool ckpt_stop;               /* guarded by ckpt_lock */
 };
+
+#define STORE_CHECKPOINT_FRAMES 2000
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -456,14 +475,10 @@ static int exec_send(struct store *s, struct store_cmd *cmd)
 	if (stmt_done(st) != 0)
 		return -1;
 	int64_t rowid = sqlite3_last_insert_rowid(s->wdb);
+	/* one event: the state the job starts in */
 	const char *detail = suppressed ? "opted out" : NULL;
-	if (add_event(s, rowid, now, "queued", NULL, 0) != 0)
-		return -1;
-	if (r->state != JS_QUEUED &&
-	    add_event(s, rowid, now, job_state_name(r->state), detail,
-		      r->state == JS_SCHEDULED ? due : 0) != 0)
-		return -1;
-	return 0;
+	return add_event(s, rowid, now, job_state_name(r->state), detail,
+			 r->state == JS_SCHEDULED ? due : 0);
 }
 
 /* ------------------------------------------------------------ opt-outs */
@@ -882,8 +897,11 @@ static int run_transaction(struct store *s, struct worker_item *first,
 		if (cmd->status != 0)
 			goto rollback;
 	}
+	bool wrote = sqlite3_total_changes64(s->wdb) != s->changes_seen;
 	if (exec_sql(s->wdb, "COMMIT")) {
-		s->commits++;
+		if (wrote)
+			s->commits++; /* a commit that wrote syncs the WAL */
+		s->changes_seen = sqlite3_total_changes64(s->wdb);
 		return 0;
 	}
 rollback:
@@ -1394,6 +1412,80 @@ int store_recover(struct store *s,
 	return -1;
 }
 
+/* ------------------------------------------------------------ checkpoints */
+
+/* Writer thread, after each commit: asks for a checkpoint once the WAL
+ * holds enough frames. */
+static int on_wal_commit(void *ud, sqlite3 *db, const char *name, int frames)
+{
+	(void)db;
+	(void)name;
+	struct store *s = ud;
+	if (frames >= STORE_CHECKPOINT_FRAMES) {
+		uv_mutex_lock(&s->ckpt_lock);
+		s->ckpt_wanted = true;
+		uv_cond_signal(&s->ckpt_wake);
+		uv_mutex_unlock(&s->ckpt_lock);
+	}
+	return SQLITE_OK;
+}
+
+static void checkpoint_thread(void *arg)
+{
+	struct store *s = arg;
+	prctl(PR_SET_NAME, "store-ckpt", 0, 0, 0);
+	uv_mutex_lock(&s->ckpt_lock);
+	for (;;) {
+		while (!s->ckpt_wanted && !s->ckpt_stop)
+			uv_cond_wait(&s->ckpt_wake, &s->ckpt_lock);
+		if (s->ckpt_stop)
+			break;
+		s->ckpt_wanted = false;
+		uv_mutex_unlock(&s->ckpt_lock);
+		int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL,
+						   SQLITE_CHECKPOINT_PASSIVE,
+						   NULL, NULL);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			log_msg(LOG_WARN, "WAL checkpoint failed", "error",
+				sqlite3_errmsg(s->cdb), NULL);
+		uv_mutex_lock(&s->ckpt_lock);
+	}
+	uv_mutex_unlock(&s->ckpt_lock);
+}
+
+static int checkpoints_start(struct store *s, const char *path, char *err,
+			     size_t errlen)
+{
+	if (open_connection(path, false, &s->cdb, err, errlen) != 0)
+		return -1;
+	uv_mutex_init(&s->ckpt_lock);
+	uv_cond_init(&s->ckpt_wake);
+	if (uv_thread_create(&s->ckpt_thread, checkpoint_thread, s) != 0) {
+		snprintf(err, errlen, "cannot start the checkpoint thread");
+		return -1;
+	}
+	s->ckpt_started = true;
+	sqlite3_exec(s->wdb, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL);
+	sqlite3_wal_hook(s->wdb, on_wal_commit, s);
+	return 0;
+}
+
+static void checkpoints_stop(struct store *s)
+{
+	if (s->ckpt_started) {
+		uv_mutex_lock(&s->ckpt_lock);
+		s->ckpt_stop = true;
+		uv_cond_signal(&s->ckpt_wake);
+		uv_mutex_unlock(&s->ckpt_lock);
+		uv_thread_join(&s->ckpt_thread);
+		uv_cond_destroy(&s->ckpt_wake);
+		uv_mutex_destroy(&s->ckpt_lock);
+		s->ckpt_started = false;
+	}
+	sqlite3_close(s->cdb);
+	s->cdb = NULL;
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 int store_open(uv_loop_t *loop, const struct config *cfg, struct store **out,
@@ -1427,6 +1519,8 @@ int store_open(uv_loop_t *loop, const struct config *cfg, struct store **out,
 	}
 	if (open_connection(path, true, &s->rdb, err, errlen) != 0)
 		goto fail;
+	if (checkpoints_start(s, path, err, errlen) != 0)
+		goto fail;
 	if (worker_start(loop, "store-writer", 1, STORE_MAX_BATCH, writer_batch,
 			 writer_done, s, &s->writer) != 0 ||
 	    worker_start(loop, "store-reader", 1, 64, reader_batch, reader_done, s,
@@ -1439,6 +1533,7 @@ int store_open(uv_loop_t *loop, const struct config *cfg, struct store **out,
 fail:
 	if (s->writer)
 		worker_stop(s->writer);
+	checkpoints_stop(s);
 	for (int i = 0; i < Q_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->rdb);
@@ -1453,6 +1548,7 @@ void store_close(struct store *s)
 		return;
 	worker_stop(s->writer);
 	worker_stop(s->reader);
+	checkpoints_stop(s);
 	for (int i = 0; i < Q_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->rdb);
