@@ -2,7 +2,8 @@
  * transport, then turns the transport's result into the job's outcome.
  *
  * render (templates) -> build (GMime for email, a JSON line for SMS and
- * push) -> transport (the file outboxes now; SMTP and HTTP later) ->
+ * push) -> transport (SMTP or the maildir for email, the JSONL outboxes
+ * for SMS and push) ->
  * outcome: sent, retry with exponential backoff and jitter between
  * retry.base and retry.max, or failed -> store. Loop thread only.
  */
@@ -20,8 +21,11 @@
 struct deliver;
 
 /* Called once per job handed to deliver_job, after its outcome is
- * committed. */
-typedef void (*deliver_finished_fn)(void *ud, int channel);
+ * committed. pause_until_ms is non-zero when the provider asked for
+ * back-off (SMTP 421 / 4.7.x): nothing more should go to that channel's
+ * transport before then. */
+typedef void (*deliver_finished_fn)(void *ud, int channel,
+				    int64_t pause_until_ms);
 
 /* Opens the transports. Blocking (before the loop runs). */
 int deliver_open(uv_loop_t *loop, const struct config *cfg,

@@ -28,8 +28,10 @@ void scheduler_start(struct scheduler *s, struct deliver *d);
 /* New work may be due (a send was committed): claim soon. */
 void scheduler_poke(struct scheduler *s);
 
-/* deliver_finished_fn: one job's outcome is committed. */
-void scheduler_on_finished(void *scheduler, int channel);
+/* deliver_finished_fn: one job's outcome is committed; a pause asked by
+ * the provider holds the channel back until pause_until_ms. */
+void scheduler_on_finished(void *scheduler, int channel,
+			   int64_t pause_until_ms);
 
 /* Stops claiming; in-flight jobs still finish, and jobs of a claim still
  * in flight are still delivered when it returns. */

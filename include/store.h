@@ -108,6 +108,9 @@ struct completion {
 	int64_t retry_at;        /* OUTCOME_RETRY: not before */
 	char detail[512];        /* transport's words for the event */
 	char reason[32];         /* OUTCOME_FAILED reason, may be "" */
+	char suppress_source[32]; /* OUTCOME_FAILED: when set, the recipient
+	                            address is opted out of the job's channel
+	                            with this source (a hard bounce) */
 	char encoding[8];        /* SMS: "GSM-7"/"UCS-2", else "" */
 	int segments;            /* SMS segments, else 0 */
 };

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "render.h"
+#include "smtp.h"
 #include "timefmt.h"
 
 struct deliver {
@@ -19,6 +20,7 @@ struct deliver {
 	const struct templates *templates;
 	struct store *store;
 	struct outbox *outbox;
+	struct smtp_transport *smtp;  /* email.transport "smtp", else NULL */
 	deliver_finished_fn finished;
 	void *ud;
 	size_t in_flight;
@@ -28,7 +30,10 @@ struct deliver {
 struct pending {           /* one job between transport and commit */
 	struct deliver *d;
 	int channel;
+	int64_t pause_until_ms;
 };
+
+#define DELIVER_SMTP_PAUSE_MS 5000
 
 /* ------------------------------------------------------------ outcome */
 
@@ -40,7 +45,7 @@ static void on_committed(void *ud, int status)
 		log_msg(LOG_ERROR, "cannot record a delivery outcome; the job "
 			"stays in sending until restart", NULL);
 	d->in_flight--;
-	d->finished(d->ud, p->channel);
+	d->finished(d->ud, p->channel, p->pause_until_ms);
 	free(p);
 }
 
@@ -60,9 +65,12 @@ static int64_t backoff_ms(const struct config *cfg, int attempts)
 	return (int64_t)ceil(jittered);
 }
 
-static void record_outcome(struct deliver *d, const struct job *job,
-			   enum outcome_kind kind, const char *reason,
-			   const char *detail, const struct sms_measure *sms)
+static void record_outcome_full(struct deliver *d, const struct job *job,
+				enum outcome_kind kind, const char *reason,
+				const char *detail,
+				const struct sms_measure *sms,
+				const char *suppress_source,
+				int64_t pause_until_ms)
 {
 	struct completion c = { .rowid = job->rowid, .kind = kind };
 	c.now = time_now_ms();
@@ -70,6 +78,8 @@ static void record_outcome(struct deliver *d, const struct job *job,
 		c.retry_at = c.now + backoff_ms(d->cfg, job->attempts);
 	snprintf(c.detail, sizeof c.detail, "%s", detail ? detail : "");
 	snprintf(c.reason, sizeof c.reason, "%s", reason ? reason : "");
+	snprintf(c.suppress_source, sizeof c.suppress_source, "%s",
+		 suppress_source ? suppress_source : "");
 	if (sms) {
 		snprintf(c.encoding, sizeof c.encoding, "%s",
 			 sms_encoding_name(sms->encoding));
@@ -80,7 +90,15 @@ static void record_outcome(struct deliver *d, const struct job *job,
 		abort();
 	p->d = d;
 	p->channel = job->channel;
+	p->pause_until_ms = pause_until_ms;
 	store_complete(d->store, &c, on_committed, p);
+}
+
+static void record_outcome(struct deliver *d, const struct job *job,
+			   enum outcome_kind kind, const char *reason,
+			   const char *detail, const struct sms_measure *sms)
+{
+	record_outcome_full(d, job, kind, reason, detail, sms, NULL, 0);
 }
 
 /* ------------------------------------------------------------ building */
@@ -190,6 +208,68 @@ static void on_outbox_done(void *ctx, struct outbox_item *it)
 	outbox_item_free(it);
 }
 
+static void on_smtp_done(void *ctx, struct smtp_item *it)
+{
+	struct deliver *d = ctx;
+	struct flight *f = it->ud;
+	int64_t pause = it->pause ? time_now_ms() + DELIVER_SMTP_PAUSE_MS : 0;
+	switch (it->verdict) {
+	case SMTP_SENT:
+		record_outcome_full(d, f->job, OUTCOME_SENT, NULL, it->detail,
+				    NULL, NULL, pause);
+		break;
+	case SMTP_RETRY:
+		record_outcome_full(d, f->job, OUTCOME_RETRY, NULL, it->detail,
+				    NULL, NULL, pause);
+		break;
+	case SMTP_FAILED:
+		record_outcome_full(d, f->job, OUTCOME_FAILED, it->reason,
+				    it->detail, NULL, NULL, pause);
+		break;
+	case SMTP_BOUNCED:
+		record_outcome_full(d, f->job, OUTCOME_FAILED, it->reason,
+				    it->detail, NULL, it->source, pause);
+		break;
+	}
+	job_free(f->job);
+	free(f);
+	smtp_item_free(it);
+}
+
+/* Hands the built bytes to the job's transport (takes data and f). */
+static int hand_over(struct deliver *d, struct flight *f, char *data,
+		     size_t len)
+{
+	const struct job *job = f->job;
+	if (job->channel == CH_EMAIL && d->smtp) {
+		struct smtp_item *it = calloc(1, sizeof *it);
+		char *rcpt = strdup(job->recipient);
+		if (!it || !rcpt) {
+			free(it);
+			free(rcpt);
+			return -1;
+		}
+		memcpy(it->job_id, job->id, sizeof it->job_id);
+		it->data = data;
+		it->len = len;
+		it->recipient = rcpt;
+		it->ud = f;
+		smtp_submit(d->smtp, it);
+		return 0;
+	}
+	struct outbox_item *it = calloc(1, sizeof *it);
+	if (!it)
+		return -1;
+	it->channel = job->channel;
+	memcpy(it->job_id, job->id, sizeof it->job_id);
+	it->attempt = job->attempts;
+	it->data = data;
+	it->len = len;
+	it->ud = f;
+	outbox_submit(d->outbox, it);
+	return 0;
+}
+
 int deliver_job(struct deliver *d, struct job *job)
 {
 	char err[512] = "";
@@ -223,24 +303,17 @@ int deliver_job(struct deliver *d, struct job *job)
 	}
 	if (job->channel == CH_SMS)
 		quantity = r.sms_measure.segments;
-	struct outbox_item *it = calloc(1, sizeof *it);
 	struct flight *f = malloc(sizeof *f);
-	if (!it || !f) {
-		free(it);
+	if (f) {
+		f->job = job;
+		f->sms = r.sms_measure;
+	}
+	if (!f || hand_over(d, f, data, len) != 0) {
 		free(f);
 		free(data);
 		snprintf(err, sizeof err, "out of memory");
 		goto failed;
 	}
-	it->channel = job->channel;
-	memcpy(it->job_id, job->id, sizeof it->job_id);
-	it->attempt = job->attempts;
-	it->data = data;
-	it->len = len;
-	f->job = job;
-	f->sms = r.sms_measure;
-	it->ud = f;
-	outbox_submit(d->outbox, it);
 	rendered_release(&r);
 	json_decref(vars);
 	return quantity;
@@ -257,12 +330,15 @@ failed:
 bool deliver_already_done(void *deliver, const struct job *job)
 {
 	struct deliver *d = deliver;
+	if (job->channel == CH_EMAIL && d->smtp)
+		return false; /* only the receiving MTA knows */
 	return outbox_holds(d->outbox, job);
 }
 
 int deliver_capacity(const struct deliver *d, int channel)
 {
-	(void)d;
+	if (channel == CH_EMAIL && d->smtp)
+		return smtp_capacity(d->cfg);
 	return outbox_capacity(channel);
 }
 
@@ -293,12 +369,22 @@ int deliver_open(uv_loop_t *loop, const struct config *cfg,
 		free(d);
 		return -1;
 	}
+	if (cfg->email_transport == EMAIL_TRANSPORT_SMTP &&
+	    smtp_open(loop, cfg, on_smtp_done, d, &d->smtp, err, errlen) != 0) {
+		outbox_close(d->outbox);
+		free(d);
+		return -1;
+	}
 	*out = d;
 	return 0;
 }
 
 void deliver_close(struct deliver *d)
 {
+	if (d && d->smtp) {
+		smtp_close(d->smtp);
+		d->smtp = NULL;
+	}
 	if (d && d->outbox) {
 		outbox_close(d->outbox);
 		d->outbox = NULL;

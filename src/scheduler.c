@@ -164,9 +164,12 @@ void scheduler_poke(struct scheduler *s)
 	arm(s, 0);
 }
 
-void scheduler_on_finished(void *scheduler, int channel)
+void scheduler_on_finished(void *scheduler, int channel,
+			   int64_t pause_until_ms)
 {
 	struct scheduler *s = scheduler;
+	if (pause_until_ms)
+		bucket_pause(&s->buckets[channel], pause_until_ms);
 	s->in_flight[channel]--;
 	if (s->next_due[channel] != 0)
 		scheduler_poke(s);

@@ -801,6 +801,10 @@ static void claim_discard(struct claim_result *r)
 
 /* ------------------------------------------------------------ complete */
 
+static int suppress_recipient(struct store *s, int64_t rowid,
+			      const char *source, const char *reason,
+			      int64_t now);
+
 static int exec_complete(struct store *s, struct store_cmd *cmd)
 {
 	const struct completion *c = &cmd->u.complete.c;
@@ -851,9 +855,40 @@ static int exec_complete(struct store *s, struct store_cmd *cmd)
 	sqlite3_bind_int64(st, 1, c->rowid);
 	if (stmt_done(st) != 0)
 		return -1;
+	if (c->suppress_source[0] &&
+	    suppress_recipient(s, c->rowid, c->suppress_source, c->detail,
+			       c->now) != 0)
+		return -1;
 	return transition(s, c->rowid, JS_FAILED, 0, attempts,
 			  c->reason[0] ? c->reason : "failed", c->now,
 			  c->detail, 0);
+}
+
+/* A hard bounce: the job's address is opted out of its channel, with the
+ * bounce as source and the server's words as reason. */
+static int suppress_recipient(struct store *s, int64_t rowid,
+			      const char *source, const char *reason,
+			      int64_t now)
+{
+	sqlite3_stmt *st = stmt_begin(s, Q_JOB_GET);
+	sqlite3_bind_int64(st, 1, rowid);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return -1;
+	}
+	char *recipient = column_strdup(st, 5);
+	int channel = sqlite3_column_int(st, 4);
+	sqlite3_reset(st);
+	if (!recipient)
+		return -1;
+	struct store_cmd cmd = { .kind = CMD_OPTOUT };
+	cmd.u.optout.change = (struct optout_change){
+		.address = recipient, .channel = channel, .source = source,
+		.reason = reason, .now = now,
+	};
+	int rc = exec_optout(s, &cmd);
+	free(recipient);
+	return rc;
 }
 
 /* ------------------------------------------------------------ writer */

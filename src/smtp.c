@@ -1,0 +1,447 @@
+/* smtp.c: the SMTP email transport (see smtp.h).
+ *
+ * DESIGN
+ * - One worker (worker.h) with email.smtp.sessions threads sharing a
+ *   queue; a thread takes up to email.smtp.batch messages and runs one
+ *   libESMTP session for them: one connection, MAIL/RCPT/DATA per message
+ *   (connection reuse is most of SMTP throughput), QUIT.
+ * - The message bytes are the GMime-built message (email.h) handed over
+ *   unchanged; libESMTP does the dot-stuffing.
+ * - TLS: one OpenSSL client context for all sessions, verifying the peer
+ *   with the system store or email.smtp.ca_file; libESMTP checks the
+ *   certificate's name and refuses a bad certificate by default.
+ * - Verdicts per message follow delivery-rules §2: the reverse-path,
+ *   recipient and message statuses are read in that order, the first
+ *   failure decides. A message whose data was completely handed over but
+ *   got no reply (connection lost or timed out after the final dot) is
+ *   ambiguous: retried, with the same Message-ID.
+ * - The password is only handed to libESMTP's AUTH callback; it is never
+ *   logged or written anywhere.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h> /* before libesmtp.h: declares smtp_starttls_set_ctx */
+#include <auth-client.h>
+#include <libesmtp.h>
+
+#include "email.h"
+#include "log.h"
+#include "smtp.h"
+
+#define SMTP_CHUNK 65536
+
+struct smtp_transport {
+	const struct config *cfg;
+	const struct smtp_conf *conf;
+	struct worker *worker;
+	smtp_done_fn done;
+	void *ctx;
+	SSL_CTX *ssl;
+	char hostport[300];
+	char helo[256];
+	char reverse_path[320];
+};
+
+/* What one session learned beyond the per-message statuses. */
+struct session_state {
+	struct smtp_transport *t;
+	bool tls_missing;
+	bool tls_failed;
+	char tls_detail[160];
+};
+
+/* ------------------------------------------------------------ callbacks */
+
+/* libESMTP's message reader: hands out the message bytes in chunks;
+ * len == NULL means "rewind". */
+static const char *message_cb(void **ctx, int *len, void *arg)
+{
+	struct smtp_item *it = arg;
+	size_t *pos = *ctx;
+	if (!pos) {
+		pos = calloc(1, sizeof *pos);
+		if (!pos)
+			return NULL;
+		*ctx = pos; /* libESMTP frees it with the message */
+	}
+	if (!len) {
+		*pos = 0;
+		return NULL;
+	}
+	if (*pos >= it->len) {
+		*len = 0;
+		it->data_done = true;
+		return NULL;
+	}
+	size_t n = it->len - *pos;
+	if (n > SMTP_CHUNK)
+		n = SMTP_CHUNK;
+	const char *chunk = it->data + *pos;
+	*pos += n;
+	*len = (int)n;
+	return chunk;
+}
+
+static void event_cb(smtp_session_t session, int event, void *arg, ...)
+{
+	(void)session;
+	struct session_state *st = arg;
+	va_list ap;
+	va_start(ap, arg);
+	switch (event) {
+	case SMTP_EV_EXTNA_STARTTLS:
+		st->tls_missing = true;
+		break;
+	case SMTP_EV_INVALID_PEER_CERTIFICATE: {
+		long verify = va_arg(ap, long);
+		st->tls_failed = true;
+		snprintf(st->tls_detail, sizeof st->tls_detail,
+			 "TLS: server certificate not trusted (%s)",
+			 X509_verify_cert_error_string(verify));
+		break; /* *ok stays 0: libESMTP refuses the connection */
+	}
+	case SMTP_EV_NO_PEER_CERTIFICATE:
+		st->tls_failed = true;
+		snprintf(st->tls_detail, sizeof st->tls_detail,
+			 "TLS: the server presented no certificate");
+		break;
+	case SMTP_EV_WRONG_PEER_CERTIFICATE:
+		st->tls_failed = true;
+		snprintf(st->tls_detail, sizeof st->tls_detail,
+			 "TLS: the server certificate does not name %s",
+			 st->t->conf->host);
+		break;
+	default:
+		break;
+	}
+	va_end(ap);
+}
+
+static int auth_interact(auth_client_request_t request, char **result,
+			 int fields, void *arg)
+{
+	const struct smtp_conf *conf = arg;
+	for (int i = 0; i < fields; i++) {
+		if (request[i].flags & AUTH_PASS)
+			result[i] = conf->password;
+		else if (request[i].flags & AUTH_USER)
+			result[i] = conf->username;
+		else
+			return 0;
+	}
+	return 1;
+}
+
+/* ------------------------------------------------------------ verdicts */
+
+/* Server text as a printable one-line string (it lands in JSON). */
+static void clean_text(char *dst, size_t len, const char *src)
+{
+	size_t j = 0;
+	for (size_t i = 0; src && src[i] && j + 1 < len; i++) {
+		unsigned char c = (unsigned char)src[i];
+		if (c == '\r' || c == '\n')
+			c = ' ';
+		dst[j++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	while (j > 0 && dst[j - 1] == ' ')
+		j--;
+	dst[j] = '\0';
+}
+
+static void describe(struct smtp_item *it, const char *phase,
+		     const smtp_status_t *s)
+{
+	char text[300];
+	clean_text(text, sizeof text, s->text);
+	if (s->enh_class)
+		snprintf(it->detail, sizeof it->detail, "%s: %d %d.%d.%d %s",
+			 phase, s->code, s->enh_class, s->enh_subject,
+			 s->enh_detail, text);
+	else
+		snprintf(it->detail, sizeof it->detail, "%s: %d %s", phase,
+			 s->code, text);
+}
+
+/* Classifies a failing reply (delivery-rules §2). */
+static void judge_reply(struct smtp_item *it, const char *phase,
+			const smtp_status_t *s)
+{
+	describe(it, phase, s);
+	int c = s->code;
+	bool enh7 = s->enh_subject == 7 && s->enh_class >= 4;
+	if (c == 421 || (s->enh_class == 4 && s->enh_subject == 7))
+		it->pause = true;
+	if (c / 100 == 4 || (s->enh_subject == 2 && s->enh_detail == 2)) {
+		it->verdict = SMTP_RETRY;
+		return;
+	}
+	if ((c == 550 || c == 551 || c == 553) && s->enh_class == 5 &&
+	    s->enh_subject == 1) {
+		it->verdict = SMTP_BOUNCED;
+		snprintf(it->reason, sizeof it->reason, "bounced");
+		snprintf(it->source, sizeof it->source, "smtp_5.1.%d",
+			 s->enh_detail);
+		return;
+	}
+	it->verdict = SMTP_FAILED;
+	snprintf(it->reason, sizeof it->reason, "%s",
+		 enh7 ? "rejected" : "failed");
+	if (enh7)
+		log_msg(LOG_ERROR, "smtp: message refused by policy; check "
+			"the sending domain's reputation and authentication",
+			"job", it->job_id, "reply", it->detail, NULL);
+}
+
+static void judge(struct smtp_item *it, smtp_message_t m, smtp_recipient_t r,
+		  const struct session_state *st, int session_ok, int err)
+{
+	const smtp_status_t *mail = smtp_reverse_path_status(m);
+	const smtp_status_t *rcpt = r ? smtp_recipient_status(r) : NULL;
+	const smtp_status_t *data = smtp_message_transfer_status(m);
+	it->verdict = SMTP_RETRY;
+	if (data && data->code >= 200 && data->code < 300) {
+		it->verdict = SMTP_SENT;
+		describe(it, "accepted", data);
+		return;
+	}
+	if (mail && mail->code >= 400) {
+		judge_reply(it, "MAIL", mail);
+		return;
+	}
+	if (rcpt && rcpt->code >= 400) {
+		judge_reply(it, "RCPT", rcpt);
+		return;
+	}
+	if (data && data->code >= 400) {
+		judge_reply(it, "DATA", data);
+		return;
+	}
+	/* no reply that decides: nothing or everything may have arrived */
+	if (it->data_done) {
+		snprintf(it->detail, sizeof it->detail,
+			 "connection lost after the message was sent; outcome "
+			 "unknown, sending again with the same Message-ID");
+		return;
+	}
+	if (st->tls_missing) {
+		snprintf(it->detail, sizeof it->detail,
+			 "STARTTLS required but not offered by %s; nothing "
+			 "was sent", st->t->hostport);
+		return;
+	}
+	if (st->tls_failed) {
+		snprintf(it->detail, sizeof it->detail, "%s", st->tls_detail);
+		return;
+	}
+	char why[160] = "no reply";
+	if (!session_ok || err)
+		smtp_strerror(err, why, sizeof why);
+	snprintf(it->detail, sizeof it->detail, "%s: %s", st->t->hostport,
+		 why);
+}
+
+/* ------------------------------------------------------------ sessions */
+
+static void fail_all(struct worker_item *batch, const char *why)
+{
+	for (struct worker_item *n = batch; n; n = n->next) {
+		struct smtp_item *it = (struct smtp_item *)n;
+		it->verdict = SMTP_RETRY;
+		snprintf(it->detail, sizeof it->detail, "%s", why);
+	}
+}
+
+static void configure_session(struct smtp_transport *t, smtp_session_t s,
+			      struct session_state *st)
+{
+	const struct smtp_conf *c = t->conf;
+	long ms = (long)c->timeout_ms;
+	smtp_set_server(s, t->hostport);
+	smtp_set_hostname(s, t->helo);
+	static const int phases[] = { Timeout_GREETING, Timeout_ENVELOPE,
+				      Timeout_DATA, Timeout_TRANSFER,
+				      Timeout_DATA2 };
+	for (size_t i = 0; i < sizeof phases / sizeof *phases; i++)
+		smtp_set_timeout(s, phases[i] | Timeout_OVERRIDE_RFC2822_MINIMUM,
+				 ms);
+	smtp_set_eventcb(s, event_cb, st);
+	enum starttls_option tls = c->starttls == STARTTLS_NO ? Starttls_DISABLED
+				   : c->starttls == STARTTLS_REQUIRED
+					   ? Starttls_REQUIRED
+					   : Starttls_ENABLED;
+	if (tls != Starttls_DISABLED && t->ssl)
+		smtp_starttls_set_ctx(s, t->ssl);
+	smtp_starttls_enable(s, tls);
+}
+
+static void session_batch(void *ctx, struct worker_item *batch)
+{
+	struct smtp_transport *t = ctx;
+	struct session_state st = { .t = t };
+	smtp_session_t s = smtp_create_session();
+	auth_context_t auth = NULL;
+	if (!s) {
+		fail_all(batch, "smtp: cannot create a session (out of memory)");
+		return;
+	}
+	configure_session(t, s, &st);
+	if (t->conf->username) {
+		auth = auth_create_context();
+		auth_set_mechanism_flags(auth, AUTH_PLUGIN_PLAIN, 0);
+		auth_set_interact_cb(auth, auth_interact, (void *)t->conf);
+		smtp_auth_set_context(s, auth);
+	}
+	size_t n = 0;
+	for (struct worker_item *w = batch; w; w = w->next)
+		n++;
+	smtp_message_t *msgs = calloc(n, sizeof *msgs);
+	smtp_recipient_t *rcpts = calloc(n, sizeof *rcpts);
+	if (!msgs || !rcpts) {
+		fail_all(batch, "smtp: out of memory");
+		goto out;
+	}
+	size_t i = 0;
+	for (struct worker_item *w = batch; w; w = w->next, i++) {
+		struct smtp_item *it = (struct smtp_item *)w;
+		it->data_done = false;
+		msgs[i] = smtp_add_message(s);
+		smtp_set_reverse_path(msgs[i], t->reverse_path);
+		rcpts[i] = smtp_add_recipient(msgs[i], it->recipient);
+		smtp_set_messagecb(msgs[i], message_cb, it);
+	}
+	int ok = smtp_start_session(s);
+	int err = ok ? 0 : smtp_errno();
+	i = 0;
+	for (struct worker_item *w = batch; w; w = w->next, i++)
+		judge((struct smtp_item *)w, msgs[i], rcpts[i], &st, ok, err);
+out:
+	free(msgs);
+	free(rcpts);
+	smtp_destroy_session(s);
+	if (auth)
+		auth_destroy_context(auth);
+}
+
+static void session_done(void *ctx, struct worker_item *batch)
+{
+	struct smtp_transport *t = ctx;
+	while (batch) {
+		struct worker_item *next = batch->next;
+		t->done(t->ctx, (struct smtp_item *)batch);
+		batch = next;
+	}
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static SSL_CTX *tls_context(const struct smtp_conf *c, char *err,
+			    size_t errlen)
+{
+	SSL_CTX *ssl = SSL_CTX_new(TLS_client_method());
+	if (!ssl) {
+		snprintf(err, errlen, "email.smtp: cannot create a TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	int loaded = c->ca_file
+			     ? SSL_CTX_load_verify_locations(ssl, c->ca_file, NULL)
+			     : SSL_CTX_set_default_verify_paths(ssl);
+	if (loaded != 1) {
+		snprintf(err, errlen, "email.smtp.ca_file: cannot load %s",
+			 c->ca_file ? c->ca_file : "the system CA store");
+		SSL_CTX_free(ssl);
+		return NULL;
+	}
+	return ssl;
+}
+
+/* "Name <addr>" -> "addr" */
+static void address_of(const char *from, char *out, size_t len)
+{
+	const char *lt = strrchr(from, '<');
+	const char *gt = lt ? strchr(lt, '>') : NULL;
+	if (lt && gt)
+		snprintf(out, len, "%.*s", (int)(gt - lt - 1), lt + 1);
+	else
+		snprintf(out, len, "%s", from);
+}
+
+int smtp_capacity(const struct config *cfg)
+{
+	return cfg->smtp.sessions * cfg->smtp.batch;
+}
+
+int smtp_open(uv_loop_t *loop, const struct config *cfg, smtp_done_fn done,
+	      void *ctx, struct smtp_transport **out, char *err,
+	      size_t errlen)
+{
+	struct smtp_transport *t = calloc(1, sizeof *t);
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	t->cfg = cfg;
+	t->conf = &cfg->smtp;
+	t->done = done;
+	t->ctx = ctx;
+	snprintf(t->hostport, sizeof t->hostport,
+		 strchr(t->conf->host, ':') ? "[%s]:%d" : "%s:%d",
+		 t->conf->host, t->conf->port);
+	if (t->conf->helo)
+		snprintf(t->helo, sizeof t->helo, "%s", t->conf->helo);
+	else
+		email_from_domain(cfg->email_from, t->helo, sizeof t->helo);
+	if (t->conf->envelope_from)
+		snprintf(t->reverse_path, sizeof t->reverse_path, "%s",
+			 t->conf->envelope_from);
+	else
+		address_of(cfg->email_from, t->reverse_path,
+			   sizeof t->reverse_path);
+	auth_client_init();
+	if (t->conf->starttls != STARTTLS_NO &&
+	    !(t->ssl = tls_context(t->conf, err, errlen)))
+		goto fail;
+	if (worker_start(loop, "smtp-session", t->conf->sessions,
+			 (size_t)t->conf->batch, session_batch, session_done, t,
+			 &t->worker) != 0) {
+		snprintf(err, errlen, "cannot start the SMTP session threads");
+		goto fail;
+	}
+	*out = t;
+	return 0;
+fail:
+	SSL_CTX_free(t->ssl);
+	auth_client_exit();
+	free(t);
+	return -1;
+}
+
+void smtp_submit(struct smtp_transport *t, struct smtp_item *item)
+{
+	worker_submit(t->worker, &item->node);
+}
+
+void smtp_item_free(struct smtp_item *item)
+{
+	if (!item)
+		return;
+	free(item->data);
+	free(item->recipient);
+	free(item);
+}
+
+void smtp_close(struct smtp_transport *t)
+{
+	if (!t)
+		return;
+	worker_stop(t->worker);
+	SSL_CTX_free(t->ssl);
+	auth_client_exit();
+	free(t);
+}
