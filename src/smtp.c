@@ -153,6 +153,25 @@ static void clean_text(char *dst, size_t len, const char *src)
 	dst[j] = '\0';
 }
 
+/* The enhanced status code (RFC 3463) of a reply: libESMTP parses it when
+ * the server announced ENHANCEDSTATUSCODES; many servers send it anyway,
+ * so it is also read from the start of the text. */
+static void enhanced_code(const smtp_status_t *s, int enh[3])
+{
+	enh[0] = s->enh_class;
+	enh[1] = s->enh_subject;
+	enh[2] = s->enh_detail;
+	if (enh[0] || !s->text)
+		return;
+	int a, b, c, used = 0;
+	if (sscanf(s->text, "%1d.%3d.%3d%n", &a, &b, &c, &used) == 3 &&
+	    used > 0 && (a == 2 || a == 4 || a == 5) && a == s->code / 100) {
+		enh[0] = a;
+		enh[1] = b;
+		enh[2] = c;
+	}
+}
+
 static void describe(struct smtp_item *it, const char *phase,
 		     const smtp_status_t *s)
 {
@@ -172,20 +191,20 @@ static void judge_reply(struct smtp_item *it, const char *phase,
 			const smtp_status_t *s)
 {
 	describe(it, phase, s);
-	int c = s->code;
-	bool enh7 = s->enh_subject == 7 && s->enh_class >= 4;
-	if (c == 421 || (s->enh_class == 4 && s->enh_subject == 7))
+	int c = s->code, enh[3];
+	enhanced_code(s, enh);
+	bool enh7 = enh[1] == 7 && enh[0] >= 4;
+	if (c == 421 || (enh[0] == 4 && enh[1] == 7))
 		it->pause = true;
-	if (c / 100 == 4 || (s->enh_subject == 2 && s->enh_detail == 2)) {
+	if (c / 100 == 4 || (enh[1] == 2 && enh[2] == 2)) {
 		it->verdict = SMTP_RETRY;
 		return;
 	}
-	if ((c == 550 || c == 551 || c == 553) && s->enh_class == 5 &&
-	    s->enh_subject == 1) {
+	if ((c == 550 || c == 551 || c == 553) && enh[0] == 5 &&
+	    enh[1] == 1) {
 		it->verdict = SMTP_BOUNCED;
 		snprintf(it->reason, sizeof it->reason, "bounced");
-		snprintf(it->source, sizeof it->source, "smtp_5.1.%d",
-			 s->enh_detail);
+		snprintf(it->source, sizeof it->source, "smtp_5.1.%d", enh[2]);
 		return;
 	}
 	it->verdict = SMTP_FAILED;
