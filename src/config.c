@@ -23,12 +23,20 @@
  * Paths are resolved textually: a relative path is joined to the absolute
  * directory of the config file (the realpath of the directory the file
  * name is in, so a symlinked config still resolves against where it was
- * named). Only the config file itself must exist at load time.
+ * named). Besides the config file itself, only the files it names for
+ * reading at start-up must exist at load time (email.smtp.ca_file and
+ * email.smtp.password_file); directories and outboxes need not.
+ *
+ * email.smtp is checked in full whenever it is present, even when
+ * email.transport is "maildir" and the section is unused: switching the
+ * transport must not uncover a broken section (or an unset password
+ * variable) only later.
  *
  * Secrets read by config_read_secret never appear in an error message:
  * messages name the key, the variable or the file, and buffers that held
  * a refused secret are wiped before they are freed.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -44,6 +52,7 @@
 
 #include <jansson.h>
 
+#include "address.h"
 #include "config.h"
 #include "timefmt.h"
 
@@ -60,6 +69,12 @@
  * from int64 overflow anywhere downstream. */
 #define CONFIG_DURATION_MAX (INT64_C(3650) * 24 * 3600 * 1000)
 #define CONFIG_DURATION_HINT "(use e.g. 30s, 15m, 24h, 7d)"
+#define CONFIG_SMTP_SESSIONS_MAX 64
+#define CONFIG_SMTP_BATCH_MAX 10000
+#define CONFIG_SMTP_TIMEOUT_MIN_MS INT64_C(1000)
+#define CONFIG_SMTP_TIMEOUT_MAX_MS (INT64_C(10) * 60 * 1000)
+#define CONFIG_HOSTNAME_MAX 253
+#define CONFIG_LABEL_MAX 63
 
 struct config_loader {
 	struct config *cfg;
@@ -541,6 +556,114 @@ static bool config_has_control(const char *s)
 	return false;
 }
 
+/* A DNS host name: dot-separated labels of letters, digits and '-' (not
+ * at either end of a label), 1..63 bytes each, at most 253 in all, no
+ * trailing dot. A name whose last label is all digits must be a valid
+ * dotted IPv4 address ("999.1.1.1" is neither). */
+static bool config_hostname_ok(const char *s)
+{
+	size_t len = strlen(s);
+	if (len == 0 || len > CONFIG_HOSTNAME_MAX)
+		return false;
+	const char *label = s;
+	bool numeric = true;
+	for (size_t i = 0; i <= len; i++) {
+		char c = s[i];
+		if (c == '.' || c == '\0') {
+			size_t n = (size_t)(s + i - label);
+			if (n == 0 || n > CONFIG_LABEL_MAX || label[0] == '-' ||
+			    label[n - 1] == '-')
+				return false;
+			if (c == '\0')
+				break;
+			label = s + i + 1;
+			numeric = true;
+			continue;
+		}
+		bool digit = c >= '0' && c <= '9';
+		if (!digit && !(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') &&
+		    c != '-')
+			return false;
+		if (!digit)
+			numeric = false;
+	}
+	if (numeric) {
+		struct in_addr a4;
+		return inet_pton(AF_INET, s, &a4) == 1;
+	}
+	return true;
+}
+
+/* email.smtp.host: a host name, a dotted IPv4 address or a bare IPv6
+ * address ("::1", no brackets). */
+static bool config_smtp_host_ok(const char *s)
+{
+	struct in6_addr a6;
+	if (strchr(s, ':'))
+		return strlen(s) < INET6_ADDRSTRLEN &&
+		       inet_pton(AF_INET6, s, &a6) == 1;
+	return config_hostname_ok(s);
+}
+
+/* email.smtp.helo: a host name, or an address literal as RFC 5321 4.1.3
+ * spells it for EHLO ("[192.0.2.1]", "[IPv6:2001:db8::1]"). */
+static bool config_helo_ok(const char *s)
+{
+	char inner[INET6_ADDRSTRLEN + 8];
+	size_t len = strlen(s);
+	if (len == 0 || s[0] != '[')
+		return config_hostname_ok(s);
+	if (len < 3 || s[len - 1] != ']' || len - 2 >= sizeof inner)
+		return false;
+	memcpy(inner, s + 1, len - 2);
+	inner[len - 2] = '\0';
+	if (strncmp(inner, "IPv6:", 5) == 0) {
+		struct in6_addr a6;
+		return inet_pton(AF_INET6, inner + 5, &a6) == 1;
+	}
+	struct in_addr a4;
+	return inet_pton(AF_INET, inner, &a4) == 1;
+}
+
+/* A portable environment variable name: [A-Za-z_][A-Za-z0-9_]*. */
+static bool config_env_name_ok(const char *s)
+{
+	if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+		return false;
+	for (s++; *s; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}
+
+/* A file named for reading at start-up: it must exist, be a regular file
+ * and open for reading now. Refused with `key` and the path. */
+static int config_check_readable(struct config_loader *ld, const char *key,
+				 const char *file)
+{
+	char ebuf[128], shown[512] = "";
+	struct stat st;
+	int rc = -1;
+	config_append_escaped(shown, sizeof shown, file, sizeof shown - 1, false);
+	/* O_NONBLOCK: a FIFO named here is refused below, not waited on. */
+	int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		config_strerror(errno, ebuf, sizeof ebuf);
+		config_fail(ld, "%s: %s: %s", key, shown, ebuf);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		config_fail(ld, "%s: %s is not a regular file", key, shown);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 /* ---- sections --------------------------------------------------------- */
 
 static int config_intake(struct config_loader *ld, json_t *root)
@@ -585,27 +708,197 @@ static int config_intake(struct config_loader *ld, json_t *root)
 	return 0;
 }
 
+/* email.smtp.password_env / password_file into smtp.password; run last,
+ * once every other key of the section is known to be good. */
+static int config_smtp_password(struct config_loader *ld, const char *env,
+				const char *file)
+{
+	struct smtp_conf *sc = &ld->cfg->smtp;
+	char *path = NULL;
+	int rc = -1;
+	if (env) {
+		rc = config_read_secret("email.smtp.password_env", env, NULL,
+					&sc->password, ld->err, ld->errlen);
+		goto out;
+	}
+	path = config_join(ld->cfg->dir, file);
+	if (!path) {
+		config_oom(ld);
+		goto out;
+	}
+	rc = config_read_secret("email.smtp.password_file", NULL, path,
+				&sc->password, ld->err, ld->errlen);
+out:
+	free(path);
+	return rc;
+}
+
+/* email.smtp: checked whenever present; `required` (email.transport is
+ * "smtp") makes the section and its host mandatory. */
+static int config_smtp(struct config_loader *ld, json_t *email, bool required)
+{
+	static const char *const known[] = {
+		"host", "port", "starttls", "username", "password_env",
+		"password_file", "sessions", "batch", "ca_file", "timeout",
+		"helo", "envelope_from", NULL
+	};
+	static const char *const starttls[] = {
+		"no", "if_available", "required", NULL
+	};
+	static const char section[] = "email.smtp";
+	struct smtp_conf *sc = &ld->cfg->smtp;
+	char shown[CONFIG_SHOW_MAX], addr[320];
+	const char *s, *pw_env = NULL, *pw_file = NULL, *timeout_text = NULL;
+	json_t *o;
+	if (config_get_object(ld, email, "smtp", "email", &o) != 0)
+		return -1;
+	if (!o) {
+		if (required)
+			return config_fail(ld, "email.smtp: required when "
+					   "email.transport is \"smtp\"");
+		return 0;
+	}
+	if (config_check_keys(ld, o, section, known, NULL) != 0)
+		return -1;
+
+	s = NULL;
+	if (config_get_string(ld, o, "host", section, &s) != 0)
+		return -1;
+	if (!s && required)
+		return config_fail(ld, "email.smtp.host: required when "
+				   "email.transport is \"smtp\"");
+	if (s) {
+		if (!config_smtp_host_ok(s))
+			return config_fail(ld, "email.smtp.host: %s is not a host "
+					   "name or IP address",
+					   config_show(shown, sizeof shown, s));
+		if (config_dup(ld, &sc->host, s) != 0)
+			return -1;
+	}
+
+	long long n = sc->port;
+	if (config_get_int(ld, o, "port", section, 1, 65535, &n) != 0)
+		return -1;
+	sc->port = (int)n;
+	int t = (int)sc->starttls;
+	if (config_get_enum(ld, o, "starttls", section, starttls, &t) != 0)
+		return -1;
+	sc->starttls = (enum smtp_starttls)t;
+
+	s = NULL;
+	if (config_get_string(ld, o, "username", section, &s) != 0)
+		return -1;
+	if (s) {
+		if (config_has_control(s))
+			return config_fail(ld, "email.smtp.username: must not "
+					   "contain control characters");
+		if (config_dup(ld, &sc->username, s) != 0)
+			return -1;
+	}
+	if (config_get_string(ld, o, "password_env", section, &pw_env) != 0 ||
+	    config_get_string(ld, o, "password_file", section, &pw_file) != 0)
+		return -1;
+	if (pw_env && pw_file)
+		return config_fail(ld, "email.smtp.password_file: give only one "
+				   "of email.smtp.password_env or "
+				   "email.smtp.password_file");
+	if (pw_env && !config_env_name_ok(pw_env))
+		return config_fail(ld, "email.smtp.password_env: %s is not an "
+				   "environment variable name",
+				   config_show(shown, sizeof shown, pw_env));
+	if (pw_file && config_has_control(pw_file))
+		return config_fail(ld, "email.smtp.password_file: must not "
+				   "contain control characters");
+	if (sc->username && !pw_env && !pw_file)
+		return config_fail(ld, "email.smtp.username: needs "
+				   "email.smtp.password_env or "
+				   "email.smtp.password_file");
+	if (!sc->username && (pw_env || pw_file))
+		return config_fail(ld, "%s: needs email.smtp.username",
+				   pw_env ? "email.smtp.password_env"
+					  : "email.smtp.password_file");
+
+	n = sc->sessions;
+	if (config_get_int(ld, o, "sessions", section, 1,
+			   CONFIG_SMTP_SESSIONS_MAX, &n) != 0)
+		return -1;
+	sc->sessions = (int)n;
+	n = sc->batch;
+	if (config_get_int(ld, o, "batch", section, 1, CONFIG_SMTP_BATCH_MAX,
+			   &n) != 0)
+		return -1;
+	sc->batch = (int)n;
+
+	s = NULL;
+	if (config_get_string(ld, o, "ca_file", section, &s) != 0)
+		return -1;
+	if (s) {
+		sc->ca_file = config_join(ld->cfg->dir, s);
+		if (!sc->ca_file)
+			return config_oom(ld);
+		if (config_check_readable(ld, "email.smtp.ca_file",
+					  sc->ca_file) != 0)
+			return -1;
+	}
+
+	if (config_get_duration(ld, o, "timeout", section, 0, &sc->timeout_ms,
+				&timeout_text) != 0)
+		return -1;
+	if (timeout_text && (sc->timeout_ms < CONFIG_SMTP_TIMEOUT_MIN_MS ||
+			     sc->timeout_ms > CONFIG_SMTP_TIMEOUT_MAX_MS))
+		return config_fail(ld, "email.smtp.timeout: duration %s is out "
+				   "of range (1s..10m)",
+				   config_show(shown, sizeof shown, timeout_text));
+
+	s = NULL;
+	if (config_get_string(ld, o, "helo", section, &s) != 0)
+		return -1;
+	if (s) {
+		if (!config_helo_ok(s))
+			return config_fail(ld, "email.smtp.helo: %s is not a host "
+					   "name or address literal (e.g. "
+					   "mail.example.com, [192.0.2.1])",
+					   config_show(shown, sizeof shown, s));
+		if (config_dup(ld, &sc->helo, s) != 0)
+			return -1;
+	}
+	s = NULL;
+	if (config_get_string(ld, o, "envelope_from", section, &s) != 0)
+		return -1;
+	if (s) {
+		if (address_email_normalize(s, addr, sizeof addr) != 0)
+			return config_fail(ld, "email.smtp.envelope_from: %s is "
+					   "not an address \"user@domain\"",
+					   config_show(shown, sizeof shown, s));
+		if (config_dup(ld, &sc->envelope_from, s) != 0)
+			return -1;
+	}
+
+	if (pw_env || pw_file)
+		return config_smtp_password(ld, pw_env, pw_file);
+	return 0;
+}
+
 static int config_email(struct config_loader *ld, json_t *root)
 {
 	static const char *const known[] = {
-		"from", "transport", "maildir", NULL
+		"from", "transport", "maildir", "smtp", NULL
 	};
-	static const char *const later[] = { "smtp", NULL };
 	static const char *const transports[] = { "maildir", "smtp", NULL };
 	struct config *cfg = ld->cfg;
 	char shown[CONFIG_SHOW_MAX];
 	json_t *o;
 	if (config_get_object(ld, root, "email", NULL, &o) != 0)
 		return -1;
-	if (o && config_check_keys(ld, o, "email", known, later) != 0)
+	if (o && config_check_keys(ld, o, "email", known, NULL) != 0)
 		return -1;
 	if (o) {
 		int t = EMAIL_TRANSPORT_MAILDIR;
 		if (config_get_enum(ld, o, "transport", "email", transports, &t) != 0)
 			return -1;
-		if (t == EMAIL_TRANSPORT_SMTP)
-			return config_fail(ld, "not supported yet: email.smtp");
 		cfg->email_transport = (enum email_transport)t;
+		if (config_smtp(ld, o, t == EMAIL_TRANSPORT_SMTP) != 0)
+			return -1;
 		const char *from = NULL;
 		if (config_get_string(ld, o, "from", "email", &from) != 0)
 			return -1;
@@ -931,6 +1224,11 @@ static int config_defaults(struct config *cfg)
 	cfg->max_connections = 1024;
 	cfg->max_pending = 65536;
 	cfg->email_transport = EMAIL_TRANSPORT_MAILDIR;
+	cfg->smtp.port = 25;
+	cfg->smtp.starttls = STARTTLS_IF_AVAILABLE;
+	cfg->smtp.sessions = 4;
+	cfg->smtp.batch = 50;
+	cfg->smtp.timeout_ms = 60 * 1000;
 	cfg->sms_transport = TRANSPORT_FILE;
 	cfg->sms_on_ambiguous = AMBIGUOUS_FAIL;
 	cfg->push_transport = TRANSPORT_FILE;
@@ -1070,6 +1368,15 @@ void config_free(struct config *cfg)
 	free(cfg->socket_path);
 	free(cfg->email_from);
 	free(cfg->maildir);
+	free(cfg->smtp.host);
+	free(cfg->smtp.username);
+	if (cfg->smtp.password) {
+		explicit_bzero(cfg->smtp.password, strlen(cfg->smtp.password));
+		free(cfg->smtp.password);
+	}
+	free(cfg->smtp.ca_file);
+	free(cfg->smtp.helo);
+	free(cfg->smtp.envelope_from);
 	free(cfg->sms_file);
 	free(cfg->sms_from);
 	for (size_t i = 0; i < cfg->n_sms_footer; i++) {
@@ -1134,7 +1441,8 @@ static int config_secret_from_file(const char *key, const char *file,
 	int fd = -1, rc = -1;
 	struct stat st;
 
-	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO named here is refused below, not waited on. */
+	fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		config_strerror(errno, ebuf, sizeof ebuf);
 		config_set_error(err, errlen, "%s: %s: %s", key, file, ebuf);

@@ -90,7 +90,7 @@ def test_inline_secret_is_refused_naming_the_key(make_daemon, over):
     ({"quiet_hours": {"start": "21:00", "end": "08:00"}}, "quiet_hours"),
     ({"sequences": {}}, "sequences"),
     ({"unsubscribe": {"listen": "127.0.0.1:8025"}}, "unsubscribe"),
-    ({"email": {"smtp": {"host": "127.0.0.1", "port": 2525}}}, "smtp"),
+    ({"sms": {"transport": "http"}}, "sms.http"),
     ({"sms": {"http": {"kind": "twilio"}}}, "http"),
     ({"push": {"fcm": {"project_id": "x"}}}, "fcm"),
     ({"push": {"apns": {"topic": "com.example"}}}, "apns"),

@@ -193,7 +193,7 @@ static void test_inline_secrets(void)
 		   "use password_env or password_file");
 	/* Keys that name where a secret lives are not secrets themselves. */
 	expect_err("{\"email\": {\"smtp\": {\"password_env\": \"X\"}}}",
-		   "not supported yet: email.smtp");
+		   "email.smtp.password_env: needs email.smtp.username");
 	expect_err("{\"push\": {\"apns\": {\"key_file\": \"/k\", \"key_id\": \"A\"}}}",
 		   "not supported yet: push.apns");
 }
@@ -400,10 +400,6 @@ static void test_not_supported(void)
 		   "not supported yet: quiet_hours");
 	expect_err("{\"unsubscribe\": {}}", "not supported yet: unsubscribe");
 	expect_err("{\"sequences\": {}}", "not supported yet: sequences");
-	expect_err("{\"email\": {\"smtp\": {\"host\": \"127.0.0.1\"}}}",
-		   "not supported yet: email.smtp");
-	expect_err("{\"email\": {\"transport\": \"smtp\"}}",
-		   "not supported yet: email.smtp");
 	expect_err("{\"sms\": {\"http\": {\"kind\": \"twilio\"}}}",
 		   "not supported yet: sms.http");
 	expect_err("{\"sms\": {\"transport\": \"http\"}}",
@@ -471,6 +467,15 @@ static void test_defaults(void)
 	ASSERT_EQ_STR(cfg->email_from, "rouse <noreply@localhost>");
 	ASSERT_EQ_INT(cfg->email_transport, EMAIL_TRANSPORT_MAILDIR);
 	ASSERT_EQ_STR(cfg->maildir, joined(tmpdir, "../var/outbox/email"));
+	ASSERT_TRUE(cfg->smtp.host == NULL);
+	ASSERT_EQ_INT(cfg->smtp.port, 25);
+	ASSERT_EQ_INT(cfg->smtp.starttls, STARTTLS_IF_AVAILABLE);
+	ASSERT_TRUE(cfg->smtp.username == NULL && cfg->smtp.password == NULL);
+	ASSERT_EQ_INT(cfg->smtp.sessions, 4);
+	ASSERT_EQ_INT(cfg->smtp.batch, 50);
+	ASSERT_TRUE(cfg->smtp.ca_file == NULL);
+	ASSERT_EQ_INT(cfg->smtp.timeout_ms, 60000);
+	ASSERT_TRUE(cfg->smtp.helo == NULL && cfg->smtp.envelope_from == NULL);
 	ASSERT_EQ_INT(cfg->sms_transport, TRANSPORT_FILE);
 	ASSERT_EQ_STR(cfg->sms_file, joined(tmpdir, "../var/outbox/sms.jsonl"));
 	ASSERT_TRUE(cfg->sms_from == NULL);
@@ -608,6 +613,451 @@ static void test_shipped_config(void)
 	ASSERT_EQ_INT(cfg->retry_base_ms, 30000);
 	ASSERT_EQ_INT(cfg->retry_max_ms, 3600000);
 	config_free(cfg);
+}
+
+/* ---- email.smtp -------------------------------------------------------- */
+
+/* {"email": {"transport": "smtp", "smtp": {"host": "mx.example", <keys>}}} */
+static const char *smtp_json(const char *keys)
+{
+	static char buf[8192];
+	int n = snprintf(buf, sizeof buf, "{\"email\": {\"transport\": "
+			 "\"smtp\", \"smtp\": {\"host\": \"mx.example\"%s%.*s}}}",
+			 keys[0] ? ", " : "", 6000, keys);
+	ASSERT_TRUE(n > 0 && (size_t)n < sizeof buf);
+	return buf;
+}
+
+#define expect_smtp_err(keys, expected) \
+	expect_err_at(__LINE__, smtp_json(keys), expected, NULL)
+
+static void test_smtp_full(void)
+{
+	char certs[300];
+	snprintf(certs, sizeof certs, "%s/certs", tmpdir);
+	ASSERT_EQ_INT(mkdir(certs, 0755), 0);
+	write_file(joined(certs, "ca.pem"), "-----BEGIN CERTIFICATE-----\n", 28,
+		   0644);
+	setenv("ROUSE_TEST_SMTP_PW", "SENTINEL-smtp-env", 1);
+	struct config *cfg = load_ok(
+		"{\"email\": {\"from\": \"Shop <noreply@shop.example>\","
+		" \"transport\": \"smtp\","
+		" \"smtp\": {\"host\": \"mail.shop.example\", \"port\": 2525,"
+		" \"starttls\": \"required\", \"username\": \"mailer\","
+		" \"password_env\": \"ROUSE_TEST_SMTP_PW\", \"sessions\": 8,"
+		" \"batch\": 100, \"ca_file\": \"certs/ca.pem\","
+		" \"timeout\": \"90s\", \"helo\": \"out1.shop.example\","
+		" \"envelope_from\": \"bounces@shop.example\"}}}");
+	if (cfg) {
+		ASSERT_EQ_INT(cfg->email_transport, EMAIL_TRANSPORT_SMTP);
+		ASSERT_EQ_STR(cfg->smtp.host, "mail.shop.example");
+		ASSERT_EQ_INT(cfg->smtp.port, 2525);
+		ASSERT_EQ_INT(cfg->smtp.starttls, STARTTLS_REQUIRED);
+		ASSERT_EQ_STR(cfg->smtp.username, "mailer");
+		ASSERT_EQ_STR(cfg->smtp.password, "SENTINEL-smtp-env");
+		ASSERT_EQ_INT(cfg->smtp.sessions, 8);
+		ASSERT_EQ_INT(cfg->smtp.batch, 100);
+		ASSERT_EQ_STR(cfg->smtp.ca_file, joined(tmpdir, "certs/ca.pem"));
+		ASSERT_EQ_INT(cfg->smtp.timeout_ms, 90000);
+		ASSERT_EQ_STR(cfg->smtp.helo, "out1.shop.example");
+		ASSERT_EQ_STR(cfg->smtp.envelope_from, "bounces@shop.example");
+		/* The maildir keeps its default path, unused. */
+		ASSERT_EQ_STR(cfg->maildir, joined(tmpdir, "../var/outbox/email"));
+		config_free(cfg);
+	}
+	unsetenv("ROUSE_TEST_SMTP_PW");
+
+	/* Only the host given: every other key takes its default. */
+	cfg = load_ok(smtp_json(""));
+	if (cfg) {
+		ASSERT_EQ_INT(cfg->email_transport, EMAIL_TRANSPORT_SMTP);
+		ASSERT_EQ_STR(cfg->smtp.host, "mx.example");
+		ASSERT_EQ_INT(cfg->smtp.port, 25);
+		ASSERT_EQ_INT(cfg->smtp.starttls, STARTTLS_IF_AVAILABLE);
+		ASSERT_TRUE(cfg->smtp.username == NULL);
+		ASSERT_TRUE(cfg->smtp.password == NULL);
+		ASSERT_EQ_INT(cfg->smtp.sessions, 4);
+		ASSERT_EQ_INT(cfg->smtp.batch, 50);
+		ASSERT_TRUE(cfg->smtp.ca_file == NULL);
+		ASSERT_EQ_INT(cfg->smtp.timeout_ms, 60000);
+		ASSERT_TRUE(cfg->smtp.helo == NULL);
+		ASSERT_TRUE(cfg->smtp.envelope_from == NULL);
+		config_free(cfg);
+	}
+
+	/* Bounds are inclusive; an absolute ca_file is kept as it is. */
+	char keys[PATH_MAX + 256];
+	snprintf(keys, sizeof keys, "\"port\": 65535, \"sessions\": 64, "
+		 "\"batch\": 10000, \"timeout\": \"10m\", \"starttls\": \"no\", "
+		 "\"ca_file\": \"%s/ca.pem\"", certs);
+	cfg = load_ok(smtp_json(keys));
+	if (cfg) {
+		ASSERT_EQ_INT(cfg->smtp.port, 65535);
+		ASSERT_EQ_INT(cfg->smtp.sessions, 64);
+		ASSERT_EQ_INT(cfg->smtp.batch, 10000);
+		ASSERT_EQ_INT(cfg->smtp.timeout_ms, 600000);
+		ASSERT_EQ_INT(cfg->smtp.starttls, STARTTLS_NO);
+		ASSERT_EQ_STR(cfg->smtp.ca_file, joined(certs, "ca.pem"));
+		config_free(cfg);
+	}
+	cfg = load_ok(smtp_json("\"port\": 1, \"sessions\": 1, \"batch\": 1, "
+				"\"timeout\": \"1s\""));
+	if (cfg) {
+		ASSERT_EQ_INT(cfg->smtp.port, 1);
+		ASSERT_EQ_INT(cfg->smtp.sessions, 1);
+		ASSERT_EQ_INT(cfg->smtp.batch, 1);
+		ASSERT_EQ_INT(cfg->smtp.timeout_ms, 1000);
+		config_free(cfg);
+	}
+
+	/* With transport "maildir" the section is checked but unused, and its
+	 * host is optional. */
+	cfg = load_ok("{\"email\": {\"smtp\": {\"host\": \"127.0.0.1\", "
+		      "\"port\": 2525}}}");
+	if (cfg) {
+		ASSERT_EQ_INT(cfg->email_transport, EMAIL_TRANSPORT_MAILDIR);
+		ASSERT_EQ_STR(cfg->smtp.host, "127.0.0.1");
+		ASSERT_EQ_INT(cfg->smtp.port, 2525);
+		config_free(cfg);
+	}
+	cfg = load_ok("{\"email\": {\"transport\": \"maildir\", "
+		      "\"smtp\": {\"batch\": 7}}}");
+	if (cfg) {
+		ASSERT_EQ_INT(cfg->email_transport, EMAIL_TRANSPORT_MAILDIR);
+		ASSERT_TRUE(cfg->smtp.host == NULL);
+		ASSERT_EQ_INT(cfg->smtp.batch, 7);
+		config_free(cfg);
+	}
+	expect_err("{\"email\": {\"transport\": \"maildir\", "
+		   "\"smtp\": {\"port\": 0}}}",
+		   "email.smtp.port: 0 is out of range (1..65535)");
+	expect_err("{\"email\": {\"smtp\": {\"hots\": \"x\"}}}",
+		   "unknown key: email.smtp.hots");
+
+	/* The section is no longer refused as a later feature. */
+	char err[512] = "";
+	static const char *const once_refused[] = {
+		"{\"email\": {\"smtp\": {\"host\": \"127.0.0.1\"}}}",
+		"{\"email\": {\"transport\": \"smtp\", "
+		"\"smtp\": {\"host\": \"127.0.0.1\", \"port\": 2525}}}",
+	};
+	for (size_t i = 0; i < sizeof once_refused / sizeof once_refused[0];
+	     i++) {
+		cfg = NULL;
+		ASSERT_EQ_INT(config_load(write_config(once_refused[i]), &cfg,
+					  err, sizeof err), 0);
+		ASSERT_TRUE(strstr(err, "not supported") == NULL);
+		config_free(cfg);
+	}
+	unlink(joined(certs, "ca.pem"));
+	rmdir(certs);
+}
+
+static void test_smtp_invalid(void)
+{
+	char want[PATH_MAX + 256], keys[PATH_MAX + 256];
+
+	expect_err("{\"email\": {\"transport\": \"smtp\"}}",
+		   "email.smtp: required when email.transport is \"smtp\"");
+	expect_err("{\"email\": {\"transport\": \"smtp\", \"smtp\": {}}}",
+		   "email.smtp.host: required when email.transport is \"smtp\"");
+	expect_err("{\"email\": {\"transport\": \"smtp\", "
+		   "\"smtp\": {\"port\": 25}}}",
+		   "email.smtp.host: required when email.transport is \"smtp\"");
+	expect_err("{\"email\": {\"smtp\": \"mx.example\"}}",
+		   "email.smtp: expected an object, got a string");
+	expect_smtp_err("\"hots\": \"mx.example\"",
+			"unknown key: email.smtp.hots");
+	expect_smtp_err("\"password_envv\": \"X\"",
+			"unknown key: email.smtp.password_envv");
+
+	/* host */
+	static const char *const bad_hosts[] = {
+		"mail example.com", " mx.example", "-mx.example", "mx-.example",
+		"mx..example", "mx.example.", "mail_relay", "999.1.1.1",
+		"[::1]", "mx.example:25", "::g", "m\\u00e9l.example",
+		"mx.example\\r\\nRCPT TO:<x@y.example>",
+	};
+	for (size_t i = 0; i < sizeof bad_hosts / sizeof bad_hosts[0]; i++) {
+		char json[256], shown[128];
+		snprintf(json, sizeof json, "{\"email\": {\"transport\": \"smtp\","
+			 " \"smtp\": {\"host\": \"%s\"}}}", bad_hosts[i]);
+		if (strstr(bad_hosts[i], "\\r\\n"))
+			snprintf(shown, sizeof shown,
+				 "mx.example\\x0d\\x0aRCPT TO:<x@y.example>");
+		else if (strstr(bad_hosts[i], "\\u00e9"))
+			snprintf(shown, sizeof shown, "m\xc3\xa9l.example");
+		else
+			snprintf(shown, sizeof shown, "%s", bad_hosts[i]);
+		snprintf(want, sizeof want, "email.smtp.host: \"%s\" is not a "
+			 "host name or IP address", shown);
+		expect_err_at(__LINE__, json, want, NULL);
+	}
+	char label64[128];
+	memset(label64, 'a', 64);
+	snprintf(label64 + 64, sizeof label64 - 64, ".example");
+	snprintf(keys, sizeof keys, "{\"email\": {\"transport\": \"smtp\","
+		 " \"smtp\": {\"host\": \"%s\"}}}", label64);
+	snprintf(want, sizeof want, "email.smtp.host: \"%s\" is not a host "
+		 "name or IP address", label64);
+	expect_err_at(__LINE__, keys, want, NULL);
+	expect_err("{\"email\": {\"transport\": \"smtp\", \"smtp\": {\"host\": \"\"}}}",
+		   "email.smtp.host: must not be empty");
+	expect_err("{\"email\": {\"transport\": \"smtp\", \"smtp\": {\"host\": 25}}}",
+		   "email.smtp.host: expected a string, got an integer");
+	static const char *const good_hosts[] = {
+		"localhost", "127.0.0.1", "::1", "2001:db8::25", "MX-1.Shop.example",
+		"1.example", "xn--bcher-kva.example",
+	};
+	for (size_t i = 0; i < sizeof good_hosts / sizeof good_hosts[0]; i++) {
+		char json[256];
+		snprintf(json, sizeof json, "{\"email\": {\"transport\": \"smtp\","
+			 " \"smtp\": {\"host\": \"%s\"}}}", good_hosts[i]);
+		struct config *cfg = load_ok_at(__LINE__, write_config(json));
+		if (cfg) {
+			ASSERT_EQ_STR(cfg->smtp.host, good_hosts[i]);
+			config_free(cfg);
+		}
+	}
+
+	/* port, starttls, sessions, batch */
+	expect_smtp_err("\"port\": 0",
+			"email.smtp.port: 0 is out of range (1..65535)");
+	expect_smtp_err("\"port\": 65536",
+			"email.smtp.port: 65536 is out of range (1..65535)");
+	expect_smtp_err("\"port\": \"25\"",
+			"email.smtp.port: expected an integer, got a string");
+	expect_smtp_err("\"starttls\": \"yes\"",
+			"email.smtp.starttls: expected \"no\", \"if_available\" "
+			"or \"required\", got \"yes\"");
+	expect_smtp_err("\"starttls\": true",
+			"email.smtp.starttls: expected a string, got a boolean");
+	expect_smtp_err("\"sessions\": 0",
+			"email.smtp.sessions: 0 is out of range (1..64)");
+	expect_smtp_err("\"sessions\": 65",
+			"email.smtp.sessions: 65 is out of range (1..64)");
+	expect_smtp_err("\"batch\": 0",
+			"email.smtp.batch: 0 is out of range (1..10000)");
+	expect_smtp_err("\"batch\": 10001",
+			"email.smtp.batch: 10001 is out of range (1..10000)");
+	expect_smtp_err("\"batch\": 2.5",
+			"email.smtp.batch: expected an integer, got a number "
+			"with a fraction");
+
+	/* timeout */
+	expect_smtp_err("\"timeout\": \"500ms\"",
+			"email.smtp.timeout: duration \"500ms\" is out of range "
+			"(1s..10m)");
+	expect_smtp_err("\"timeout\": \"0s\"",
+			"email.smtp.timeout: duration \"0s\" is out of range "
+			"(1s..10m)");
+	expect_smtp_err("\"timeout\": \"601s\"",
+			"email.smtp.timeout: duration \"601s\" is out of range "
+			"(1s..10m)");
+	expect_smtp_err("\"timeout\": \"1h\"",
+			"email.smtp.timeout: duration \"1h\" is out of range "
+			"(1s..10m)");
+	expect_smtp_err("\"timeout\": \"5x\"",
+			"email.smtp.timeout: invalid duration \"5x\" "
+			"(use e.g. 30s, 15m, 24h, 7d)");
+	expect_smtp_err("\"timeout\": 60",
+			"email.smtp.timeout: expected a duration string such as "
+			"\"30s\", got an integer");
+
+	/* helo */
+	expect_smtp_err("\"helo\": \"out 1.shop.example\"",
+			"email.smtp.helo: \"out 1.shop.example\" is not a host "
+			"name or address literal (e.g. mail.example.com, "
+			"[192.0.2.1])");
+	expect_smtp_err("\"helo\": \"[300.1.1.1]\"",
+			"email.smtp.helo: \"[300.1.1.1]\" is not a host name or "
+			"address literal (e.g. mail.example.com, [192.0.2.1])");
+	expect_smtp_err("\"helo\": \"[::1]\"",
+			"email.smtp.helo: \"[::1]\" is not a host name or "
+			"address literal (e.g. mail.example.com, [192.0.2.1])");
+	expect_smtp_err("\"helo\": \"\"", "email.smtp.helo: must not be empty");
+	static const char *const good_helo[] = {
+		"out1.shop.example", "localhost", "[192.0.2.1]",
+		"[IPv6:2001:db8::1]",
+	};
+	for (size_t i = 0; i < sizeof good_helo / sizeof good_helo[0]; i++) {
+		snprintf(keys, sizeof keys, "\"helo\": \"%s\"", good_helo[i]);
+		struct config *cfg = load_ok_at(__LINE__,
+						write_config(smtp_json(keys)));
+		if (cfg) {
+			ASSERT_EQ_STR(cfg->smtp.helo, good_helo[i]);
+			config_free(cfg);
+		}
+	}
+
+	/* envelope_from: a bare addr-spec, no display name */
+	expect_smtp_err("\"envelope_from\": \"bounces\"",
+			"email.smtp.envelope_from: \"bounces\" is not an address "
+			"\"user@domain\"");
+	expect_smtp_err("\"envelope_from\": \"Shop <b@shop.example>\"",
+			"email.smtp.envelope_from: \"Shop <b@shop.example>\" is "
+			"not an address \"user@domain\"");
+	expect_smtp_err("\"envelope_from\": \"b@shop.example\\r\\nRSET\"",
+			"email.smtp.envelope_from: \"b@shop.example\\x0d\\x0aRSET\" "
+			"is not an address \"user@domain\"");
+	expect_smtp_err("\"envelope_from\": \"a@b@shop.example\"",
+			"email.smtp.envelope_from: \"a@b@shop.example\" is not an "
+			"address \"user@domain\"");
+
+	/* ca_file must exist and be a readable regular file at load */
+	snprintf(want, sizeof want, "email.smtp.ca_file: %s: No such file or "
+		 "directory", joined(tmpdir, "no-such-ca.pem"));
+	expect_err_at(__LINE__, smtp_json("\"ca_file\": \"no-such-ca.pem\""),
+		      want, NULL);
+	snprintf(want, sizeof want, "email.smtp.ca_file: %s is not a regular "
+		 "file", joined(tmpdir, "."));
+	expect_err_at(__LINE__, smtp_json("\"ca_file\": \".\""), want, NULL);
+	/* A FIFO is refused at once, not waited on. */
+	ASSERT_EQ_INT(mkfifo(joined(tmpdir, "ca.fifo"), 0644), 0);
+	snprintf(want, sizeof want, "email.smtp.ca_file: %s is not a regular "
+		 "file", joined(tmpdir, "ca.fifo"));
+	expect_err_at(__LINE__, smtp_json("\"ca_file\": \"ca.fifo\""), want,
+		      NULL);
+	snprintf(want, sizeof want, "email.smtp.password_file: %s is not a "
+		 "regular file", joined(tmpdir, "ca.fifo"));
+	expect_err_at(__LINE__, smtp_json("\"username\": \"u\", "
+					  "\"password_file\": \"ca.fifo\""),
+		      want, NULL);
+	unlink(joined(tmpdir, "ca.fifo"));
+	expect_smtp_err("\"ca_file\": \"\"",
+			"email.smtp.ca_file: must not be empty");
+	expect_smtp_err("\"ca_file\": []",
+			"email.smtp.ca_file: expected a string, got an array");
+}
+
+static void test_smtp_auth(void)
+{
+	const char *sentinel = "SENTINEL-smtp";
+	char want[PATH_MAX + 256], secrets[300];
+	snprintf(secrets, sizeof secrets, "%s/secrets", tmpdir);
+	ASSERT_EQ_INT(mkdir(secrets, 0700), 0);
+
+	/* username and password go together */
+	expect_smtp_err("\"username\": \"mailer\"",
+			"email.smtp.username: needs email.smtp.password_env or "
+			"email.smtp.password_file");
+	expect_smtp_err("\"password_env\": \"ROUSE_TEST_SMTP_PW\"",
+			"email.smtp.password_env: needs email.smtp.username");
+	expect_smtp_err("\"password_file\": \"secrets/pw\"",
+			"email.smtp.password_file: needs email.smtp.username");
+	expect_smtp_err("\"username\": \"mailer\", \"password_env\": \"X\", "
+			"\"password_file\": \"secrets/pw\"",
+			"email.smtp.password_file: give only one of "
+			"email.smtp.password_env or email.smtp.password_file");
+	expect_smtp_err("\"username\": \"\", \"password_env\": \"X\"",
+			"email.smtp.username: must not be empty");
+	expect_smtp_err("\"username\": \"mail\\ner\", \"password_env\": \"X\"",
+			"email.smtp.username: must not contain control characters");
+	expect_smtp_err("\"username\": \"mailer\", \"password_env\": \"MY VAR\"",
+			"email.smtp.password_env: \"MY VAR\" is not an "
+			"environment variable name");
+	expect_smtp_err("\"username\": \"mailer\", \"password_env\": \"1PW\"",
+			"email.smtp.password_env: \"1PW\" is not an "
+			"environment variable name");
+	expect_smtp_err("\"username\": \"mailer\", \"password_env\": \"\"",
+			"email.smtp.password_env: must not be empty");
+	expect_smtp_err("\"username\": \"mailer\", \"password_file\": 5",
+			"email.smtp.password_file: expected a string, got an "
+			"integer");
+
+	/* password via the environment */
+	unsetenv("ROUSE_TEST_SMTP_PW");
+	expect_smtp_err("\"username\": \"mailer\", "
+			"\"password_env\": \"ROUSE_TEST_SMTP_PW\"",
+			"email.smtp.password_env: environment variable "
+			"ROUSE_TEST_SMTP_PW is not set");
+	setenv("ROUSE_TEST_SMTP_PW", "", 1);
+	expect_smtp_err("\"username\": \"mailer\", "
+			"\"password_env\": \"ROUSE_TEST_SMTP_PW\"",
+			"email.smtp.password_env: environment variable "
+			"ROUSE_TEST_SMTP_PW is empty");
+	setenv("ROUSE_TEST_SMTP_PW", "SENTINEL-smtp env\n", 1);
+	struct config *cfg = load_ok(smtp_json(
+		"\"username\": \"mailer\", \"password_env\": \"ROUSE_TEST_SMTP_PW\""));
+	if (cfg) {
+		ASSERT_EQ_STR(cfg->smtp.username, "mailer");
+		ASSERT_EQ_STR(cfg->smtp.password, "SENTINEL-smtp env");
+		config_free(cfg);
+	}
+	/* Another key's error, with the password available: the message
+	 * names that key and never carries the password. */
+	expect_err_at(__LINE__, smtp_json(
+		"\"username\": \"mailer\", \"password_env\": \"ROUSE_TEST_SMTP_PW\", "
+		"\"helo\": \"bad helo\""),
+		"email.smtp.helo: \"bad helo\" is not a host name or address "
+		"literal (e.g. mail.example.com, [192.0.2.1])", sentinel);
+	/* With transport "maildir" the password is still read and checked. */
+	cfg = load_ok("{\"email\": {\"smtp\": {\"username\": \"mailer\", "
+		      "\"password_env\": \"ROUSE_TEST_SMTP_PW\"}}}");
+	if (cfg) {
+		ASSERT_EQ_INT(cfg->email_transport, EMAIL_TRANSPORT_MAILDIR);
+		ASSERT_EQ_STR(cfg->smtp.password, "SENTINEL-smtp env");
+		config_free(cfg);
+	}
+	unsetenv("ROUSE_TEST_SMTP_PW");
+	expect_err("{\"email\": {\"smtp\": {\"username\": \"mailer\", "
+		   "\"password_env\": \"ROUSE_TEST_SMTP_PW\"}}}",
+		   "email.smtp.password_env: environment variable "
+		   "ROUSE_TEST_SMTP_PW is not set");
+
+	/* password via a file, relative to the config file's directory */
+	const char *pw = joined(secrets, "pw");
+	write_file(pw, "SENTINEL-smtp-file\n", 19, 0600);
+	cfg = load_ok(smtp_json("\"username\": \"mailer\", "
+				"\"password_file\": \"secrets/pw\""));
+	if (cfg) {
+		ASSERT_EQ_STR(cfg->smtp.password, "SENTINEL-smtp-file");
+		config_free(cfg);
+	}
+	char keys[PATH_MAX + 128];
+	snprintf(keys, sizeof keys, "\"username\": \"mailer\", "
+		 "\"password_file\": \"%s\"", joined(secrets, "pw"));
+	cfg = load_ok(smtp_json(keys));
+	if (cfg) {
+		ASSERT_EQ_STR(cfg->smtp.password, "SENTINEL-smtp-file");
+		config_free(cfg);
+	}
+	pw = joined(secrets, "pw");
+	ASSERT_EQ_INT(chmod(pw, 0640), 0);
+	snprintf(want, sizeof want, "email.smtp.password_file: %s is readable "
+		 "by group or others (chmod 600)", pw);
+	expect_err_at(__LINE__, smtp_json("\"username\": \"mailer\", "
+					  "\"password_file\": \"secrets/pw\""),
+		      want, sentinel);
+	ASSERT_EQ_INT(chmod(pw, 0604), 0);
+	expect_err_at(__LINE__, smtp_json("\"username\": \"mailer\", "
+					  "\"password_file\": \"secrets/pw\""),
+		      want, sentinel);
+	snprintf(want, sizeof want, "email.smtp.password_file: %s: No such "
+		 "file or directory", joined(secrets, "missing"));
+	expect_err_at(__LINE__, smtp_json("\"username\": \"mailer\", "
+					  "\"password_file\": \"secrets/missing\""),
+		      want, sentinel);
+	write_file(joined(secrets, "empty"), "\n", 1, 0600);
+	snprintf(want, sizeof want, "email.smtp.password_file: %s is empty",
+		 joined(secrets, "empty"));
+	expect_err_at(__LINE__, smtp_json("\"username\": \"mailer\", "
+					  "\"password_file\": \"secrets/empty\""),
+		      want, NULL);
+	expect_smtp_err("\"username\": \"mailer\", "
+			"\"password_file\": \"secrets/p\\nw\"",
+			"email.smtp.password_file: must not contain control "
+			"characters");
+
+	/* An inline password is refused before anything else, by name. */
+	expect_err_at(__LINE__, smtp_json("\"username\": \"mailer\", "
+					  "\"password\": \"SENTINEL-smtp\""),
+		      "email.smtp.password: secrets are not accepted inline; "
+		      "use password_env or password_file", sentinel);
+
+	unlink(joined(secrets, "pw"));
+	unlink(joined(secrets, "empty"));
+	rmdir(secrets);
 }
 
 /* ---- config_read_secret ---------------------------------------------- */
@@ -754,6 +1204,9 @@ int main(void)
 	test_numbers();
 	test_types_and_values();
 	test_not_supported();
+	test_smtp_full();
+	test_smtp_invalid();
+	test_smtp_auth();
 	test_syntax_errors();
 	test_defaults();
 	test_paths();
