@@ -124,10 +124,27 @@ def test_template_that_does_not_parse_is_refused(make_daemon, tpl, name,
                      msg), msg
 
 
-def test_secret_file_readable_by_group_is_refused():
-    pytest.skip("no *_file config key exists in 0.1.0: every section that "
-                "takes a secret (email.smtp, sms.http, push.fcm/apns, "
-                "unsubscribe) is refused as not supported yet")
+def test_secret_file_readable_by_group_is_refused(make_daemon, tmp_path):
+    """Checklist 41: a group- or world-readable secret file stops the
+    daemon, naming the key and never the secret; 0600 is accepted."""
+    secret = tmp_path / "smtp-password"
+    sentinel = "SENTINEL-smtp-pass-8e1f"
+    secret.write_text(sentinel + "\n")
+    d = make_daemon(templates=NOTE_TEMPLATES, config={"email": {
+        "transport": "smtp", "smtp": {
+            "host": "127.0.0.1", "port": 2525, "starttls": "no",
+            "username": "mailer", "password_file": str(secret)}}})
+    for mode in (0o640, 0o604):
+        os.chmod(secret, mode)
+        r = run_roused(["--check", "--config", d.config_path], cwd=d.dir)
+        assert r.returncode == 1, (oct(mode), r.stderr)
+        assert "email.smtp.password_file" in r.stderr, r.stderr
+        assert "group or others" in r.stderr, r.stderr
+        assert sentinel not in r.stderr + r.stdout
+    os.chmod(secret, 0o600)
+    r = run_roused(["--check", "--config", d.config_path], cwd=d.dir)
+    assert r.returncode == 0, r.stderr
+    assert sentinel not in r.stderr + r.stdout
 
 
 # -- --check and --version ----------------------------------------------------
