@@ -36,6 +36,11 @@ int deliver_open(uv_loop_t *loop, const struct config *cfg,
 /* Start-up recovery: whether the transport already holds this job. */
 bool deliver_already_done(void *deliver, const struct job *job);
 
+/* Bracket a burst of deliver_job calls (one claim's jobs): transports
+ * start on the whole burst at once, in full batches. */
+void deliver_hold(struct deliver *d);
+void deliver_release(struct deliver *d);
+
 /* Takes ownership of job (state `sending`). Returns the transport quantity
  * it costs (SMS segments, else 1) for the transport's rate bucket. */
 int deliver_job(struct deliver *d, struct job *job);

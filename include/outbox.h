@@ -54,6 +54,10 @@ int outbox_capacity(int channel);
 /* Queues an item (takes ownership). Loop thread. */
 void outbox_submit(struct outbox *o, struct outbox_item *item);
 
+/* Brackets a burst of outbox_submit calls (worker_hold / worker_release). */
+void outbox_hold(struct outbox *o);
+void outbox_release(struct outbox *o);
+
 void outbox_item_free(struct outbox_item *item);
 
 /* Finishes queued items, joins the thread; freed after the loop runs. */

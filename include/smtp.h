@@ -59,6 +59,11 @@ int smtp_capacity(const struct config *cfg);
 /* Queues an item (takes ownership). Loop thread. */
 void smtp_submit(struct smtp_transport *t, struct smtp_item *item);
 
+/* Brackets a burst of smtp_submit calls so that sessions start with full
+ * batches (worker_hold / worker_release). */
+void smtp_hold(struct smtp_transport *t);
+void smtp_release(struct smtp_transport *t);
+
 void smtp_item_free(struct smtp_item *item);
 
 /* Lets running sessions finish, joins the threads. */

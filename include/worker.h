@@ -40,6 +40,12 @@ int worker_start(uv_loop_t *loop, const char *name, int n_threads,
 /* Queues an item (loop thread only). The worker borrows it until done_fn. */
 void worker_submit(struct worker *w, struct worker_item *item);
 
+/* Between worker_hold and worker_release, submitted items queue without
+ * waking the threads, so a burst handed over in one go is taken in full
+ * batches rather than one item at a time. Loop thread; they nest. */
+void worker_hold(struct worker *w);
+void worker_release(struct worker *w);
+
 /* Finishes every queued item (done_fn still runs for them on the next loop
  * turns), joins the thread and closes the async handle; the struct is
  * freed in the close callback, so the loop must run afterwards. */

@@ -327,6 +327,20 @@ failed:
 	return quantity;
 }
 
+void deliver_hold(struct deliver *d)
+{
+	outbox_hold(d->outbox);
+	if (d->smtp)
+		smtp_hold(d->smtp);
+}
+
+void deliver_release(struct deliver *d)
+{
+	outbox_release(d->outbox);
+	if (d->smtp)
+		smtp_release(d->smtp);
+}
+
 bool deliver_already_done(void *deliver, const struct job *job)
 {
 	struct deliver *d = deliver;

@@ -386,6 +386,18 @@ void outbox_submit(struct outbox *o, struct outbox_item *item)
 		      &item->node);
 }
 
+void outbox_hold(struct outbox *o)
+{
+	worker_hold(o->mail);
+	worker_hold(o->lines);
+}
+
+void outbox_release(struct outbox *o)
+{
+	worker_release(o->mail);
+	worker_release(o->lines);
+}
+
 void outbox_item_free(struct outbox_item *item)
 {
 	if (!item)

@@ -71,6 +71,8 @@ static void on_claimed(void *ud, struct claim_result *r)
 	struct scheduler *s = ud;
 	int64_t now = time_now_ms();
 	s->claiming = false;
+	if (s->deliver)
+		deliver_hold(s->deliver);
 	for (size_t i = 0; i < r->n_jobs; i++) {
 		struct job *job = r->jobs[i];
 		int ch = job->channel;
@@ -82,6 +84,8 @@ static void on_claimed(void *ud, struct claim_result *r)
 		int quantity = deliver_job(s->deliver, job);
 		bucket_take(&s->buckets[ch], quantity, now);
 	}
+	if (s->deliver)
+		deliver_release(s->deliver);
 	free(r->jobs);
 	if (r->status == 0)
 		for (int ch = 0; ch < CH_COUNT; ch++)

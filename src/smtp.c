@@ -7,9 +7,10 @@
  *   (connection reuse is most of SMTP throughput), QUIT.
  * - The message bytes are the GMime-built message (email.h) handed over
  *   unchanged; libESMTP does the dot-stuffing.
- * - TLS: one OpenSSL client context for all sessions, verifying the peer
- *   with the system store or email.smtp.ca_file; libESMTP checks the
- *   certificate's name and refuses a bad certificate by default.
+ * - TLS: one OpenSSL client context for all sessions (TLS 1.2, see
+ *   tls_context), verifying the peer with the system store or
+ *   email.smtp.ca_file; libESMTP checks the certificate's name and refuses
+ *   a bad certificate by default.
  * - Verdicts per message follow delivery-rules §2: the reverse-path,
  *   recipient and message statuses are read in that order, the first
  *   failure decides. A message whose data was completely handed over but
@@ -366,7 +367,13 @@ static SSL_CTX *tls_context(const struct smtp_conf *c, char *err,
 		snprintf(err, errlen, "email.smtp: cannot create a TLS context");
 		return NULL;
 	}
+	/* TLS 1.2 only: libESMTP 1.1 reads before it flushes when the socket
+	 * is readable, and the session tickets a TLS 1.3 server sends after
+	 * the handshake make it wait for a reply to an EHLO it has not sent
+	 * yet, until the timeout (seen against OpenSSL-based servers in 1 of
+	 * ~15 sessions). NEEDSWORK: lift once libESMTP flushes first. */
 	SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
+	SSL_CTX_set_max_proto_version(ssl, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ssl, SSL_VERIFY_PEER, NULL);
 	int loaded = c->ca_file
 			     ? SSL_CTX_load_verify_locations(ssl, c->ca_file, NULL)
@@ -444,6 +451,16 @@ fail:
 void smtp_submit(struct smtp_transport *t, struct smtp_item *item)
 {
 	worker_submit(t->worker, &item->node);
+}
+
+void smtp_hold(struct smtp_transport *t)
+{
+	worker_hold(t->worker);
+}
+
+void smtp_release(struct smtp_transport *t)
+{
+	worker_release(t->worker);
 }
 
 void smtp_item_free(struct smtp_item *item)

@@ -31,6 +31,7 @@ struct worker {
 	struct worker_item *todo_head, *todo_tail; /* guarded by lock */
 	struct worker_item *done_head, *done_tail; /* guarded by lock */
 	bool stopping;                             /* guarded by lock */
+	int holds;                                 /* loop thread only */
 };
 
 static void list_append(struct worker_item **head, struct worker_item **tail,
@@ -137,7 +138,23 @@ void worker_submit(struct worker *w, struct worker_item *item)
 	item->next = NULL;
 	uv_mutex_lock(&w->lock);
 	list_append(&w->todo_head, &w->todo_tail, item, item);
-	uv_cond_signal(&w->wake);
+	if (w->holds == 0)
+		uv_cond_signal(&w->wake);
+	uv_mutex_unlock(&w->lock);
+}
+
+void worker_hold(struct worker *w)
+{
+	w->holds++;
+}
+
+void worker_release(struct worker *w)
+{
+	if (--w->holds > 0)
+		return;
+	uv_mutex_lock(&w->lock);
+	if (w->todo_head)
+		uv_cond_broadcast(&w->wake);
 	uv_mutex_unlock(&w->lock);
 }
 
