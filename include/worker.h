@@ -26,7 +26,7 @@ typedef void (*worker_batch_fn)(void *ctx, struct worker_item *batch);
 /* Runs on the loop thread with the same list once batch_fn returned. */
 typedef void (*worker_done_fn)(void *ctx, struct worker_item *batch);
 
-#define WORKER_MAX_THREADS 8
+#define WORKER_MAX_THREADS 64
 
 /* Starts n_threads threads (1..WORKER_MAX_THREADS, named `name`, <= 15
  * chars) sharing one queue. With one thread batches run strictly in

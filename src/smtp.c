@@ -19,7 +19,14 @@
  * - The password is only handed to libESMTP's AUTH callback; it is never
  *   logged or written anywhere.
  */
+#define _GNU_SOURCE /* RTLD_NEXT */
+#include <dlfcn.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +61,44 @@ struct session_state {
 	bool tls_failed;
 	char tls_detail[160];
 };
+
+/* ------------------------------------------------------------ sockets */
+
+/* TCP_NODELAY on every TCP connection this process opens. libESMTP opens
+ * its own sockets and has no hook for socket options; it writes a message
+ * in 2 KiB pieces and then the final ".", so with Nagle's algorithm that
+ * last short write waits for the receiver's delayed ACK: ~40 ms per
+ * message, whatever the connection reuse (measured: 22 msgs/s per session
+ * against smtp-sink). Defining connect() in the program interposes it for
+ * the shared libraries too; it calls the C library's and then sets the
+ * option. Hand-written because no library at hand offers the hook; the
+ * alternative was a hand-written SMTP client. */
+static int (*libc_connect)(int, const struct sockaddr *, socklen_t);
+static pthread_once_t libc_connect_once = PTHREAD_ONCE_INIT;
+
+static void find_libc_connect(void)
+{
+	libc_connect = (int (*)(int, const struct sockaddr *, socklen_t))
+		dlsym(RTLD_NEXT, "connect");
+}
+
+int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	pthread_once(&libc_connect_once, find_libc_connect);
+	if (!libc_connect) {
+		errno = ENOSYS;
+		return -1;
+	}
+	int rc = libc_connect(fd, addr, len);
+	int saved = errno;
+	if ((rc == 0 || errno == EINPROGRESS) && addr &&
+	    (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
+	errno = saved;
+	return rc;
+}
 
 /* ------------------------------------------------------------ callbacks */
 
