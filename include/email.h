@@ -54,4 +54,13 @@ void email_from_domain(const char *from, char *buf, size_t buflen);
 int email_build(const struct email_input *in, char **out, size_t *outlen,
 		char *err, size_t errlen);
 
+/* An email to build later on another thread (a transport's): the inputs,
+ * copied. email_draft_new returns NULL when out of memory. */
+struct email_draft;
+struct email_draft *email_draft_new(const struct email_input *in);
+/* As email_build, from the draft; any thread. */
+int email_draft_build(const struct email_draft *d, char **out, size_t *outlen,
+		      char *err, size_t errlen);
+void email_draft_free(struct email_draft *d);
+
 #endif

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "email.h"
 #include "job.h"
 #include "worker.h"
 
@@ -26,9 +27,13 @@ struct outbox_item {
 	int attempt;
 	char *data;                /* owned: message bytes or one JSON line */
 	size_t len;
+	struct email_draft *draft; /* owned: email built on the outbox thread
+	                              when data is NULL */
 	void *ud;                  /* the submitter's */
 	/* set by the outbox */
 	int status;                /* 0 written durably, -1 failed */
+	bool permanent;            /* the failure will not go away (the
+	                              message cannot be built) */
 	char detail[256];
 };
 

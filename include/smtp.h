@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "email.h"
 #include "job.h"
 #include "worker.h"
 
@@ -30,8 +31,11 @@ enum smtp_verdict {
 struct smtp_item {
 	struct worker_item node;   /* first: the worker's list node */
 	char job_id[JOB_ID_LEN + 1];
-	char *data;                /* owned: the message bytes (CRLF) */
+	char *data;                /* owned: the message bytes (CRLF), or
+	                              NULL to build them from draft on the
+	                              session thread */
 	size_t len;
+	struct email_draft *draft; /* owned */
 	char *recipient;           /* owned: the one RCPT */
 	void *ud;                  /* the submitter's */
 	/* set by the transport */
@@ -53,7 +57,7 @@ int smtp_open(uv_loop_t *loop, const struct config *cfg, smtp_done_fn done,
 	      void *ctx, struct smtp_transport **out, char *err,
 	      size_t errlen);
 
-/* Messages worth queueing at once: sessions x batch. */
+/* Messages worth queueing at once: 2 x sessions x batch. */
 int smtp_capacity(const struct config *cfg);
 
 /* Queues an item (takes ownership). Loop thread. */

@@ -162,9 +162,10 @@ static char *build_push(const struct job *job, const struct rendered *r,
 	return json_line(o, len);
 }
 
-static char *build_email(const struct deliver *d, const struct job *job,
-			 json_t *vars, const struct rendered *r, size_t *len,
-			 char *err, size_t errlen)
+/* The email's inputs, to be built by the transport's thread. */
+static struct email_draft *draft_email(const struct deliver *d,
+				       const struct job *job, json_t *vars,
+				       const struct rendered *r)
 {
 	char message_id[JOB_ID_LEN + 300];
 	snprintf(message_id, sizeof message_id, "%s@%s", job->id,
@@ -180,10 +181,7 @@ static char *build_email(const struct deliver *d, const struct job *job,
 		.message_id = message_id,
 		.date_ms = time_now_ms(),
 	};
-	char *out = NULL;
-	if (email_build(&in, &out, len, err, errlen) != 0)
-		return NULL;
-	return out;
+	return email_draft_new(&in);
 }
 
 /* ------------------------------------------------------------ transport */
@@ -200,9 +198,11 @@ static void on_outbox_done(void *ctx, struct outbox_item *it)
 	struct flight *f = it->ud;
 	const struct sms_measure *sms =
 		f->job->channel == CH_SMS ? &f->sms : NULL;
-	record_outcome(d, f->job, it->status == 0 ? OUTCOME_SENT
-						  : OUTCOME_RETRY,
-		       NULL, it->detail, sms);
+	enum outcome_kind kind = it->status == 0 ? OUTCOME_SENT
+				 : it->permanent ? OUTCOME_FAILED
+						 : OUTCOME_RETRY;
+	record_outcome(d, f->job, kind, it->permanent ? "build_failed" : NULL,
+		       it->detail, sms);
 	job_free(f->job);
 	free(f);
 	outbox_item_free(it);
@@ -236,9 +236,10 @@ static void on_smtp_done(void *ctx, struct smtp_item *it)
 	smtp_item_free(it);
 }
 
-/* Hands the built bytes to the job's transport (takes data and f). */
+/* Hands the built bytes (or the email draft) to the job's transport;
+ * takes data, draft and f. */
 static int hand_over(struct deliver *d, struct flight *f, char *data,
-		     size_t len)
+		     size_t len, struct email_draft *draft)
 {
 	const struct job *job = f->job;
 	if (job->channel == CH_EMAIL && d->smtp) {
@@ -252,6 +253,7 @@ static int hand_over(struct deliver *d, struct flight *f, char *data,
 		memcpy(it->job_id, job->id, sizeof it->job_id);
 		it->data = data;
 		it->len = len;
+		it->draft = draft;
 		it->recipient = rcpt;
 		it->ud = f;
 		smtp_submit(d->smtp, it);
@@ -265,6 +267,7 @@ static int hand_over(struct deliver *d, struct flight *f, char *data,
 	it->attempt = job->attempts;
 	it->data = data;
 	it->len = len;
+	it->draft = draft;
 	it->ud = f;
 	outbox_submit(d->outbox, it);
 	return 0;
@@ -290,13 +293,14 @@ int deliver_job(struct deliver *d, struct job *job)
 	if (render_message(d->cfg, d->templates, set, job->channel, job->locale,
 			   vars, &r, err, sizeof err) != 0)
 		goto failed;
+	struct email_draft *draft = NULL;
 	if (job->channel == CH_EMAIL)
-		data = build_email(d, job, vars, &r, &len, err, sizeof err);
+		draft = draft_email(d, job, vars, &r);
 	else if (job->channel == CH_SMS)
 		data = build_sms(d, job, &r, &len);
 	else
 		data = build_push(job, &r, &len);
-	if (!data) {
+	if (!data && !draft) {
 		if (!*err)
 			snprintf(err, sizeof err, "cannot build the message");
 		goto failed;
@@ -308,9 +312,10 @@ int deliver_job(struct deliver *d, struct job *job)
 		f->job = job;
 		f->sms = r.sms_measure;
 	}
-	if (!f || hand_over(d, f, data, len) != 0) {
+	if (!f || hand_over(d, f, data, len, draft) != 0) {
 		free(f);
 		free(data);
+		email_draft_free(draft);
 		snprintf(err, sizeof err, "out of memory");
 		goto failed;
 	}

@@ -157,6 +157,13 @@ static int open_maildir(struct outbox *o, char *err, size_t errlen)
 static void write_maildir(struct outbox *o, struct outbox_item *it)
 {
 	char tmp[4096], dst[4096], name[96];
+	if (!it->data && it->draft &&
+	    email_draft_build(it->draft, &it->data, &it->len, it->detail,
+			      sizeof it->detail) != 0) {
+		it->status = -1;
+		it->permanent = true;
+		return;
+	}
 	snprintf(name, sizeof name, "%s.%d.rouse", it->job_id, it->attempt);
 	snprintf(tmp, sizeof tmp, "%s/tmp/%s", o->maildir, name);
 	snprintf(dst, sizeof dst, "%s/new/%s", o->maildir, name);
@@ -403,6 +410,7 @@ void outbox_item_free(struct outbox_item *item)
 	if (!item)
 		return;
 	free(item->data);
+	email_draft_free(item->draft);
 	free(item);
 }
 

@@ -370,20 +370,30 @@ static void session_batch(void *ctx, struct worker_item *batch)
 		fail_all(batch, "smtp: out of memory");
 		goto out;
 	}
-	size_t i = 0;
+	size_t i = 0, added = 0;
 	for (struct worker_item *w = batch; w; w = w->next, i++) {
 		struct smtp_item *it = (struct smtp_item *)w;
 		it->data_done = false;
+		if (!it->data && it->draft &&
+		    email_draft_build(it->draft, &it->data, &it->len,
+				      it->detail, sizeof it->detail) != 0) {
+			it->verdict = SMTP_FAILED;
+			snprintf(it->reason, sizeof it->reason, "build_failed");
+			continue; /* msgs[i] stays NULL: not sent */
+		}
+		added++;
 		msgs[i] = smtp_add_message(s);
 		smtp_set_reverse_path(msgs[i], t->reverse_path);
 		rcpts[i] = smtp_add_recipient(msgs[i], it->recipient);
 		smtp_set_messagecb(msgs[i], message_cb, it);
 	}
-	int ok = smtp_start_session(s);
+	int ok = added ? smtp_start_session(s) : 1;
 	int err = ok ? 0 : smtp_errno();
 	i = 0;
 	for (struct worker_item *w = batch; w; w = w->next, i++)
-		judge((struct smtp_item *)w, msgs[i], rcpts[i], &st, ok, err);
+		if (msgs[i])
+			judge((struct smtp_item *)w, msgs[i], rcpts[i], &st, ok,
+			      err);
 out:
 	free(msgs);
 	free(rcpts);
@@ -445,7 +455,9 @@ static void address_of(const char *from, char *out, size_t len)
 
 int smtp_capacity(const struct config *cfg)
 {
-	return cfg->smtp.sessions * cfg->smtp.batch;
+	/* two batches per session: one being sent, one ready, so a session
+	 * that finishes starts again with a full batch */
+	return 2 * cfg->smtp.sessions * cfg->smtp.batch;
 }
 
 int smtp_open(uv_loop_t *loop, const struct config *cfg, smtp_done_fn done,
@@ -514,6 +526,7 @@ void smtp_item_free(struct smtp_item *item)
 		return;
 	free(item->data);
 	free(item->recipient);
+	email_draft_free(item->draft);
 	free(item);
 }
 

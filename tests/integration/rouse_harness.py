@@ -153,10 +153,11 @@ def send_req(user, channel="email", to=None, template="note", code=None,
 
 def rfc3339(ts):
     """Epoch seconds -> RFC 3339 UTC with milliseconds."""
-    t = time.gmtime(ts)
+    ms = int(round(ts * 1000))  # round once, so .9996 carries into seconds
+    t = time.gmtime(ms // 1000)
     return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
         t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec,
-        int(round((ts - int(ts)) * 1000)) % 1000)
+        ms % 1000)
 
 
 def parse_rfc3339(s):
