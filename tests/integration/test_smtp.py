@@ -25,6 +25,9 @@ import time
 
 import pytest
 
+from mail_checks import (assert_rfc5322_shape, body_parts,
+                         check_encoded_words, header_block, norm, text_of,
+                         unfolded)
 from rouse_harness import (NOTE_TEMPLATES, SOURCE_DIR, deep_merge,
                            events, job_status, parse_rfc3339, rfc3339,
                            send_req, statuses, wait_for, wait_state)
@@ -32,7 +35,6 @@ from smtp_sink import SmtpSink, free_port
 
 SENTINEL = "Sentinel-pw-6d1f0c9a7be2"
 FROM_ADDR = "noreply@shop.example"
-ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([QqBb])\?([^?\s]*)\?=")
 RETRY = {"base": "1s", "max": "3s", "max_attempts": 8}
 BASE, MAX = 1.0, 3.0
 MS = 0.0015            # RFC 3339 times carry milliseconds
@@ -164,88 +166,6 @@ def smtp_client(sink, timeout=5):
     c = smtplib.SMTP(sink.host, sink.port, timeout=timeout)
     c.ehlo("client.test")
     return c
-
-
-def header_block(raw):
-    return raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-
-
-def unfolded(raw, name):
-    """Raw values of header name, unfolded."""
-    out, cur = [], None
-    for line in header_block(raw):
-        if line[:1] in (b" ", b"\t"):
-            if cur is not None:
-                cur += line
-            continue
-        if cur is not None:
-            out.append(cur)
-            cur = None
-        k, sep, v = line.partition(b":")
-        if sep and k.strip().lower() == name.lower().encode():
-            cur = v
-    if cur is not None:
-        out.append(cur)
-    return out
-
-
-def text_of(part):
-    return part.get_content().replace("\r\n", "\n")
-
-
-def norm(s):
-    return s.replace("\r\n", "\n")
-
-
-def body_parts(msg):
-    if msg.get_content_type() == "text/plain":
-        return text_of(msg), None
-    assert msg.get_content_type() == "multipart/alternative", \
-        msg.get_content_type()
-    parts = list(msg.iter_parts())
-    return text_of(parts[0]), text_of(parts[-1])
-
-
-def assert_rfc5322_shape(raw, msg):
-    """Checklist 11 for one received message."""
-    for name in ("From", "To", "Date", "Message-ID", "Subject",
-                 "MIME-Version"):
-        got = msg.get_all(name) or []
-        assert len(got) == 1, "%s appears %d times:\n%r" % (
-            name, len(got), raw[:2000])
-    assert str(msg["MIME-Version"]).strip() == "1.0"
-    date = unfolded(raw, "Date")[0].decode("ascii").strip()
-    parsed = email.utils.parsedate_tz(date)
-    assert parsed is not None, "Date %r is not RFC 5322" % date
-    assert re.fullmatch(
-        r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?\d{1,2} "
-        r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} "
-        r"\d{2}:\d{2}(?::\d{2})? [+-]\d{4}", date), date
-    assert abs(email.utils.mktime_tz(parsed) - time.time()) < 3 * 86400
-    assert len(msg["To"].addresses) == 1, str(msg["To"])
-    assert re.search(rb"\r(?!\n)", raw) is None, "bare CR: %r" % raw[:300]
-    assert re.search(rb"(?<!\r)\n", raw) is None, "bare LF: %r" % raw[:300]
-    assert raw.endswith(b"\r\n")
-    for line in raw.split(b"\r\n"):
-        assert len(line) <= 998, "line of %d octets" % len(line)
-    for line in header_block(raw):
-        if len(line) > 78:
-            assert len(line.split()) <= 2, \
-                "header line of %d octets could be folded: %r" % (
-                    len(line), line)
-
-
-def check_encoded_words(value):
-    """Each RFC 2047 word is <= 75 chars and holds whole UTF-8 characters;
-    returns how many there are."""
-    n = 0
-    for m in ENCODED_WORD.finditer(value):
-        n += 1
-        assert len(m.group(0)) <= 75, m.group(0)
-        assert m.group(1).decode().lower() in ("utf-8", "utf8")
-        (data, _), = email.header.decode_header(m.group(0).decode())
-        data.decode("utf-8")   # raises on a split character
-    return n
 
 
 def session_of(sink, message):
