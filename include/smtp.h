@@ -47,9 +47,12 @@ struct smtp_item {
 	/* session-private progress */
 	size_t sent_bytes;
 	bool data_done;
+	bool reported;             /* accepted and already reported */
 };
 
-/* Called on the loop per finished item; the callee owns it. */
+/* Called on the loop per finished item; the callee owns it. An accepted
+ * message is reported as soon as its 2xx arrives (a copy carrying its
+ * job_id, verdict, detail and ud), the others when their connection ends. */
 typedef void (*smtp_done_fn)(void *ctx, struct smtp_item *item);
 
 /* Starts the session threads. Returns 0, or -1 with err filled. */
@@ -70,7 +73,8 @@ void smtp_release(struct smtp_transport *t);
 
 void smtp_item_free(struct smtp_item *item);
 
-/* Lets running sessions finish, joins the threads. */
+/* Lets running sessions finish, joins the threads; the struct is freed
+ * once the loop has run the close callback. */
 void smtp_close(struct smtp_transport *t);
 
 #endif

@@ -46,6 +46,11 @@ struct smtp_transport {
 	const struct config *cfg;
 	const struct smtp_conf *conf;
 	struct worker *worker;
+	/* accepted messages are reported as their 250 arrives, not when the
+	 * connection ends: reports cross to the loop through this async */
+	uv_async_t accepted_async;
+	uv_mutex_t accepted_lock;
+	struct smtp_item *accepted;   /* guarded by accepted_lock */
 	smtp_done_fn done;
 	void *ctx;
 	SSL_CTX *ssl;
@@ -132,6 +137,34 @@ static const char *message_cb(void **ctx, int *len, void *arg)
 	return chunk;
 }
 
+static void describe(struct smtp_item *it, const char *phase,
+		     const smtp_status_t *s);
+
+/* Session thread: a message got its 2xx after the data. Its outcome goes
+ * to the loop now, as a copy that owns the submitter's `ud`; the item
+ * itself stays with the session (libESMTP still refers to it) and is
+ * freed silently when the session ends. */
+static void report_accepted(struct smtp_transport *t, smtp_message_t m)
+{
+	struct smtp_item *it = smtp_message_get_application_data(m);
+	const smtp_status_t *data = smtp_message_transfer_status(m);
+	if (!it || !data || data->code < 200 || data->code >= 300)
+		return;
+	struct smtp_item *report = calloc(1, sizeof *report);
+	if (!report)
+		return; /* reported with the batch instead */
+	memcpy(report->job_id, it->job_id, sizeof report->job_id);
+	report->verdict = SMTP_SENT;
+	describe(report, "accepted", data);
+	report->ud = it->ud;
+	it->reported = true;
+	uv_mutex_lock(&t->accepted_lock);
+	report->node.next = (struct worker_item *)t->accepted;
+	t->accepted = report;
+	uv_mutex_unlock(&t->accepted_lock);
+	uv_async_send(&t->accepted_async);
+}
+
 static void event_cb(smtp_session_t session, int event, void *arg, ...)
 {
 	(void)session;
@@ -139,6 +172,9 @@ static void event_cb(smtp_session_t session, int event, void *arg, ...)
 	va_list ap;
 	va_start(ap, arg);
 	switch (event) {
+	case SMTP_EV_MESSAGESENT:
+		report_accepted(st->t, va_arg(ap, smtp_message_t));
+		break;
 	case SMTP_EV_EXTNA_STARTTLS:
 		st->tls_missing = true;
 		break;
@@ -386,12 +422,13 @@ static void session_batch(void *ctx, struct worker_item *batch)
 		smtp_set_reverse_path(msgs[i], t->reverse_path);
 		rcpts[i] = smtp_add_recipient(msgs[i], it->recipient);
 		smtp_set_messagecb(msgs[i], message_cb, it);
+		smtp_message_set_application_data_release(msgs[i], it, NULL);
 	}
 	int ok = added ? smtp_start_session(s) : 1;
 	int err = ok ? 0 : smtp_errno();
 	i = 0;
 	for (struct worker_item *w = batch; w; w = w->next, i++)
-		if (msgs[i])
+		if (msgs[i] && !((struct smtp_item *)w)->reported)
 			judge((struct smtp_item *)w, msgs[i], rcpts[i], &st, ok,
 			      err);
 out:
@@ -407,8 +444,34 @@ static void session_done(void *ctx, struct worker_item *batch)
 	struct smtp_transport *t = ctx;
 	while (batch) {
 		struct worker_item *next = batch->next;
-		t->done(t->ctx, (struct smtp_item *)batch);
+		struct smtp_item *it = (struct smtp_item *)batch;
+		if (it->reported)
+			smtp_item_free(it); /* its outcome went ahead of it */
+		else
+			t->done(t->ctx, it);
 		batch = next;
+	}
+}
+
+static void on_accepted(uv_async_t *h)
+{
+	struct smtp_transport *t = h->data;
+	uv_mutex_lock(&t->accepted_lock);
+	struct smtp_item *list = t->accepted;
+	t->accepted = NULL;
+	uv_mutex_unlock(&t->accepted_lock);
+	/* reverse the LIFO list: report in the order the 250s arrived */
+	struct smtp_item *ordered = NULL;
+	while (list) {
+		struct smtp_item *next = (struct smtp_item *)list->node.next;
+		list->node.next = (struct worker_item *)ordered;
+		ordered = list;
+		list = next;
+	}
+	while (ordered) {
+		struct smtp_item *next = (struct smtp_item *)ordered->node.next;
+		t->done(t->ctx, ordered);
+		ordered = next;
 	}
 }
 
@@ -453,6 +516,13 @@ static void address_of(const char *from, char *out, size_t len)
 		snprintf(out, len, "%s", from);
 }
 
+static void on_transport_closed(uv_handle_t *h)
+{
+	struct smtp_transport *t = h->data;
+	uv_mutex_destroy(&t->accepted_lock);
+	free(t);
+}
+
 int smtp_capacity(const struct config *cfg)
 {
 	/* two batches per session: one being sent, one ready, so a session
@@ -486,6 +556,9 @@ int smtp_open(uv_loop_t *loop, const struct config *cfg, smtp_done_fn done,
 	else
 		address_of(cfg->email_from, t->reverse_path,
 			   sizeof t->reverse_path);
+	uv_mutex_init(&t->accepted_lock);
+	uv_async_init(loop, &t->accepted_async, on_accepted);
+	t->accepted_async.data = t;
 	auth_client_init();
 	if (t->conf->starttls != STARTTLS_NO &&
 	    !(t->ssl = tls_context(t->conf, err, errlen)))
@@ -501,7 +574,7 @@ int smtp_open(uv_loop_t *loop, const struct config *cfg, smtp_done_fn done,
 fail:
 	SSL_CTX_free(t->ssl);
 	auth_client_exit();
-	free(t);
+	uv_close((uv_handle_t *)&t->accepted_async, on_transport_closed);
 	return -1;
 }
 
@@ -535,7 +608,8 @@ void smtp_close(struct smtp_transport *t)
 	if (!t)
 		return;
 	worker_stop(t->worker);
+	on_accepted(&t->accepted_async); /* what the last sessions reported */
 	SSL_CTX_free(t->ssl);
 	auth_client_exit();
-	free(t);
+	uv_close((uv_handle_t *)&t->accepted_async, on_transport_closed);
 }
