@@ -52,6 +52,10 @@ int deliver_capacity(const struct deliver *d, int channel);
 /* Jobs handed over whose outcome is not committed yet. */
 size_t deliver_in_flight(const struct deliver *d);
 
+/* Cuts what the transports are stuck on (network sessions), so that a
+ * shutdown past its grace period ends promptly. */
+void deliver_abort(struct deliver *d);
+
 /* Stops the transports (what they hold finishes first); outcomes may
  * still be committed afterwards, so the struct lives until deliver_free,
  * to be called once the store is closed. */

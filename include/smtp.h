@@ -73,6 +73,11 @@ void smtp_release(struct smtp_transport *t);
 
 void smtp_item_free(struct smtp_item *item);
 
+/* Cuts the connections of the sessions running now (shutdown past its
+ * grace period): their messages end as retries (or ambiguous retries) and
+ * the threads return promptly. Loop thread. */
+void smtp_abort(struct smtp_transport *t);
+
 /* Lets running sessions finish, joins the threads; the struct is freed
  * once the loop has run the close callback. */
 void smtp_close(struct smtp_transport *t);

@@ -398,6 +398,12 @@ int deliver_open(uv_loop_t *loop, const struct config *cfg,
 	return 0;
 }
 
+void deliver_abort(struct deliver *d)
+{
+	if (d && d->smtp)
+		smtp_abort(d->smtp);
+}
+
 void deliver_close(struct deliver *d)
 {
 	if (d && d->smtp) {

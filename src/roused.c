@@ -85,9 +85,11 @@ static void on_drain_tick(uv_timer_t *t)
 	bool late = time_now_ms() - d->shutdown_started > SHUTDOWN_GRACE_MS;
 	if (!idle && !late)
 		return;
-	if (!idle)
+	if (!idle) {
 		log_msg(LOG_WARN, "shutdown grace period over; unfinished "
 			"deliveries are settled at the next start", NULL);
+		deliver_abort(d->deliver);
+	}
 	finish_shutdown(d);
 }
 

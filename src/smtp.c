@@ -51,6 +51,10 @@ struct smtp_transport {
 	uv_async_t accepted_async;
 	uv_mutex_t accepted_lock;
 	struct smtp_item *accepted;   /* guarded by accepted_lock */
+	/* the socket each running session uses, so that shutdown can cut a
+	 * session stuck on a silent server (guarded by accepted_lock) */
+	int session_fd[WORKER_MAX_THREADS];
+	bool aborted;                 /* no new session (accepted_lock) */
 	smtp_done_fn done;
 	void *ctx;
 	SSL_CTX *ssl;
@@ -81,6 +85,10 @@ struct session_state {
 static int (*libc_connect)(int, const struct sockaddr *, socklen_t);
 static pthread_once_t libc_connect_once = PTHREAD_ONCE_INIT;
 
+/* Set by a session thread while it runs a session: where connect()
+ * records the session's socket. */
+static _Thread_local int *session_fd_slot;
+
 static void find_libc_connect(void)
 {
 	libc_connect = (int (*)(int, const struct sockaddr *, socklen_t))
@@ -100,6 +108,8 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	    (addr->sa_family == AF_INET || addr->sa_family == AF_INET6)) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (session_fd_slot)
+			__atomic_store_n(session_fd_slot, fd, __ATOMIC_RELEASE);
 	}
 	errno = saved;
 	return rc;
@@ -380,10 +390,39 @@ static void configure_session(struct smtp_transport *t, smtp_session_t s,
 	smtp_starttls_enable(s, tls);
 }
 
+static int claim_fd_slot(struct smtp_transport *t)
+{
+	int slot = -1;
+	uv_mutex_lock(&t->accepted_lock);
+	for (int i = 0; i < WORKER_MAX_THREADS && slot < 0; i++)
+		if (t->session_fd[i] == -2) {
+			t->session_fd[i] = -1;
+			slot = i;
+		}
+	uv_mutex_unlock(&t->accepted_lock);
+	return slot;
+}
+
+static void release_fd_slot(struct smtp_transport *t, int slot)
+{
+	if (slot < 0)
+		return;
+	uv_mutex_lock(&t->accepted_lock);
+	t->session_fd[slot] = -2;
+	uv_mutex_unlock(&t->accepted_lock);
+}
+
 static void session_batch(void *ctx, struct worker_item *batch)
 {
 	struct smtp_transport *t = ctx;
 	struct session_state st = { .t = t };
+	uv_mutex_lock(&t->accepted_lock);
+	bool aborted = t->aborted;
+	uv_mutex_unlock(&t->accepted_lock);
+	if (aborted) {
+		fail_all(batch, "not sent: the daemon stopped first");
+		return;
+	}
 	smtp_session_t s = smtp_create_session();
 	auth_context_t auth = NULL;
 	if (!s) {
@@ -424,7 +463,12 @@ static void session_batch(void *ctx, struct worker_item *batch)
 		smtp_set_messagecb(msgs[i], message_cb, it);
 		smtp_message_set_application_data_release(msgs[i], it, NULL);
 	}
+	int slot = claim_fd_slot(t);
+	if (slot >= 0)
+		session_fd_slot = &t->session_fd[slot];
 	int ok = added ? smtp_start_session(s) : 1;
+	session_fd_slot = NULL;
+	release_fd_slot(t, slot);
 	int err = ok ? 0 : smtp_errno();
 	i = 0;
 	for (struct worker_item *w = batch; w; w = w->next, i++)
@@ -557,6 +601,8 @@ int smtp_open(uv_loop_t *loop, const struct config *cfg, smtp_done_fn done,
 		address_of(cfg->email_from, t->reverse_path,
 			   sizeof t->reverse_path);
 	uv_mutex_init(&t->accepted_lock);
+	for (int i = 0; i < WORKER_MAX_THREADS; i++)
+		t->session_fd[i] = -2; /* -2 free, -1 not connected yet */
 	uv_async_init(loop, &t->accepted_async, on_accepted);
 	t->accepted_async.data = t;
 	auth_client_init();
@@ -601,6 +647,18 @@ void smtp_item_free(struct smtp_item *item)
 	free(item->recipient);
 	email_draft_free(item->draft);
 	free(item);
+}
+
+void smtp_abort(struct smtp_transport *t)
+{
+	uv_mutex_lock(&t->accepted_lock);
+	t->aborted = true;
+	for (int i = 0; i < WORKER_MAX_THREADS; i++) {
+		int fd = __atomic_load_n(&t->session_fd[i], __ATOMIC_ACQUIRE);
+		if (fd >= 0)
+			shutdown(fd, SHUT_RDWR);
+	}
+	uv_mutex_unlock(&t->accepted_lock);
 }
 
 void smtp_close(struct smtp_transport *t)

@@ -870,6 +870,28 @@ def test_sigkill_after_the_dot_sends_again_with_same_message_id(
     assert got[0].reply.startswith("stall") and got[1].reply.startswith("250")
 
 
+def test_sigterm_with_a_silent_server_exits_in_time(sinks, make_daemon):
+    """Checklist 7 against a server that never answers the data, with a
+    60 s SMTP timeout: SIGTERM still ends the daemon (exit 0) within 30 s,
+    cutting the stuck session after the grace period, and the job is sent
+    again after a restart, with the same Message-ID."""
+    sink = sinks(rules={"silent@": ("stall", 1)})
+    d = smtp_daemon(make_daemon, sink, smtp={"timeout": "60s"}).start()
+    with d.client() as c:
+        job = send(c, "u1", "silent@example.com")
+        wait_for(lambda: attempts_to(sink, "silent@example.com"), 10)
+        assert job_status(c, job)["state"] == "sending"
+    t0 = time.monotonic()
+    assert d.stop(timeout=30) == 0
+    assert time.monotonic() - t0 < 30
+    d.start()
+    with d.client() as c:
+        st = wait_state(c, job, "sent", timeout=20)
+    assert st["attempts"] >= 2, st
+    got = attempts_to(sink, "silent@example.com")
+    assert [m.message_id for m in got] == [msgid(job)] * len(got), got
+
+
 # -- checklist 7: SIGTERM with a backlog ------------------------------------------------
 
 def test_sigterm_during_backlog_then_exactly_once(sinks, make_daemon):
