@@ -475,10 +475,15 @@ static int exec_send(struct store *s, struct store_cmd *cmd)
 	if (stmt_done(st) != 0)
 		return -1;
 	int64_t rowid = sqlite3_last_insert_rowid(s->wdb);
-	/* one event: the state the job starts in */
-	const char *detail = suppressed ? "opted out" : NULL;
-	return add_event(s, rowid, now, job_state_name(r->state), detail,
-			 r->state == JS_SCHEDULED ? due : 0);
+	/* "queued" opens every history (a scheduled job's says until when,
+	 * in one event rather than two: this is the hot path of intake);
+	 * an opted-out job's ends right away */
+	if (add_event(s, rowid, now, "queued",
+		      r->state == JS_SCHEDULED ? "scheduled" : NULL,
+		      r->state == JS_SCHEDULED ? due : 0) != 0)
+		return -1;
+	return suppressed ? add_event(s, rowid, now, "suppressed", "opted out", 0)
+			  : 0;
 }
 
 /* ------------------------------------------------------------ opt-outs */

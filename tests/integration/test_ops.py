@@ -275,6 +275,10 @@ def test_at_in_the_future_is_scheduled(make_daemon):
         st = job_status(c, ans["job"])
         assert st["state"] == "scheduled", st
         assert abs(parse_rfc3339(st["at"]) - later) < 0.01, st
+        # its history uses only the protocol's event names: one "queued"
+        # event saying until when it waits
+        assert [e["what"] for e in st["events"]] == ["queued"], st
+        assert abs(parse_rfc3339(st["events"][0]["until"]) - later) < 0.01
     assert len(maildir_messages(d.maildir)) == 2
 
 
