@@ -380,11 +380,12 @@ static void conn_consume(struct conn *c, const char *buf, size_t n)
 	}
 }
 
+/* Reads land in one scratch buffer: lines are consumed (or copied into
+ * the connection's partial line) before the next read. */
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
+	(void)h;
 	(void)suggested;
-	struct conn *c = h->data;
-	(void)c;
 	static _Thread_local char scratch[65536];
 	*buf = uv_buf_init(scratch, sizeof scratch);
 }
