@@ -58,6 +58,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
+#define PROG "intake_bench"
+
 #define BENCH_LINE_MAX 1024
 #define BENCH_WRITE_BUF (64u << 10)
 #define BENCH_READ_BUF (256u << 10)
@@ -119,95 +123,11 @@ struct daemon_stats {
 
 /* ------------------------------------------------------------ helpers */
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t wall_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void die(const char *what)
-{
-	char msg[128];
-	strerror_r(errno, msg, sizeof msg);
-	fprintf(stderr, "intake_bench: %s: %s\n", what, msg);
-	exit(2);
-}
-
 static void format_rfc3339(time_t t, char *buf, size_t len)
 {
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static int connect_socket(const char *path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof addr.sun_path) {
-		fprintf(stderr, "intake_bench: --socket: path too long\n");
-		exit(2);
-	}
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-/* One request, one answer line, on a fresh connection. 0 or -1. */
-static int roundtrip(const char *socket_path, const char *req, char *ans,
-		     size_t cap)
-{
-	int fd = connect_socket(socket_path);
-	if (fd < 0)
-		return -1;
-	size_t len = 0;
-	int rc = -1;
-	if (write_all(fd, req, strlen(req)) != 0)
-		goto out;
-	while (len + 1 < cap) {
-		ssize_t r = read(fd, ans + len, cap - 1 - len);
-		if (r <= 0)
-			goto out;
-		len += (size_t)r;
-		ans[len] = '\0';
-		if (memchr(ans, '\n', len)) {
-			rc = 0;
-			goto out;
-		}
-	}
-out:
-	close(fd);
-	return rc;
 }
 
 /* The integer after "key": inside an object that starts at `from`, or -1. */
@@ -224,7 +144,7 @@ static long json_long_after(const char *from, const char *key)
 static int stats_get(const char *socket_path, struct daemon_stats *st)
 {
 	char ans[8192];
-	if (roundtrip(socket_path, "{\"op\":\"stats\"}\n", ans, sizeof ans) != 0)
+	if (bench_roundtrip(PROG, socket_path, "{\"op\":\"stats\"}\n", ans, sizeof ans) != 0)
 		return -1;
 	if (!strstr(ans, "\"ok\":true"))
 		return -1;
@@ -301,7 +221,7 @@ static void *writer_main(void *arg)
 	const struct bench_opts *o = c->o;
 	char *buf = malloc(BENCH_WRITE_BUF);
 	if (!buf)
-		die("malloc");
+		bench_die(PROG, "malloc");
 	if (o->mode == MODE_LATENCY) {
 		for (long j = 0; j < c->n; j++) {
 			int64_t planned = c->planned_ns[j];
@@ -314,7 +234,7 @@ static void *writer_main(void *arg)
 				;
 			int len = format_send(o, c->first + j * c->stride, j,
 					      buf, BENCH_LINE_MAX);
-			if (len < 0 || write_all(c->fd, buf, (size_t)len) != 0) {
+			if (len < 0 || bench_write_all(c->fd, buf, (size_t)len) != 0) {
 				c->io_failed = true;
 				break;
 			}
@@ -339,7 +259,7 @@ static void *writer_main(void *arg)
 			j++;
 			room--;
 		}
-		if (used && write_all(c->fd, buf, used) != 0)
+		if (used && bench_write_all(c->fd, buf, used) != 0)
 			c->io_failed = true;
 	}
 	free(buf);
@@ -382,7 +302,7 @@ static void *reader_main(void *arg)
 	struct bench_conn *c = arg;
 	char *buf = malloc(BENCH_READ_BUF + 1);
 	if (!buf)
-		die("malloc");
+		bench_die(PROG, "malloc");
 	size_t len = 0;
 	while (atomic_load(&c->acked) < c->n) {
 		if (len == BENCH_READ_BUF) {
@@ -406,7 +326,7 @@ static void *reader_main(void *arg)
 			c->io_failed = true;
 			break;
 		}
-		int64_t t = mono_ns();
+		int64_t t = bench_mono_ns();
 		len += (size_t)r;
 		char *start = buf, *nl;
 		while ((nl = memchr(start, '\n', len - (size_t)(start - buf)))) {
@@ -427,15 +347,15 @@ static void run_conns(struct bench_conn *conns, int n, int64_t *t_start)
 {
 	pthread_t writers[BENCH_MAX_CLIENTS], readers[BENCH_MAX_CLIENTS];
 	for (int i = 0; i < n; i++) {
-		conns[i].fd = connect_socket(conns[i].o->socket);
+		conns[i].fd = bench_connect_unix(PROG, conns[i].o->socket);
 		if (conns[i].fd < 0)
-			die(conns[i].o->socket);
+			bench_die(PROG, conns[i].o->socket);
 	}
-	*t_start = mono_ns();
+	*t_start = bench_mono_ns();
 	for (int i = 0; i < n; i++) {
 		if (pthread_create(&readers[i], NULL, reader_main, &conns[i]) ||
 		    pthread_create(&writers[i], NULL, writer_main, &conns[i]))
-			die("pthread_create");
+			bench_die(PROG, "pthread_create");
 	}
 	for (int i = 0; i < n; i++) {
 		pthread_join(writers[i], NULL);
@@ -473,7 +393,7 @@ static struct bench_conn *conns_new(const struct bench_opts *o)
 {
 	struct bench_conn *conns = calloc((size_t)o->clients, sizeof *conns);
 	if (!conns)
-		die("calloc");
+		bench_die(PROG, "calloc");
 	for (int i = 0; i < o->clients; i++) {
 		conns[i].o = o;
 		conns[i].index = i;
@@ -555,7 +475,7 @@ static int mode_latency(const struct bench_opts *o)
 	struct bench_conn *conns = conns_new(o);
 	long total = (long)llround(o->rate * o->duration);
 	double step_ns = 1e9 / o->rate;
-	int64_t t0 = mono_ns() + 200000000; /* connections open meanwhile */
+	int64_t t0 = bench_mono_ns() + 200000000; /* connections open meanwhile */
 	for (int i = 0; i < o->clients; i++) {
 		struct bench_conn *c = &conns[i];
 		c->first = i;
@@ -564,7 +484,7 @@ static int mode_latency(const struct bench_opts *o)
 		c->planned_ns = calloc((size_t)c->n + 1, sizeof *c->planned_ns);
 		c->latency_ns = calloc((size_t)c->n + 1, sizeof *c->latency_ns);
 		if (!c->planned_ns || !c->latency_ns)
-			die("calloc");
+			bench_die(PROG, "calloc");
 		for (long j = 0; j < c->n; j++)
 			c->planned_ns[j] =
 				t0 + (int64_t)((double)(i + j * o->clients) *
@@ -580,7 +500,7 @@ static int mode_latency(const struct bench_opts *o)
 
 	int64_t *lat = calloc((size_t)total + 1, sizeof *lat);
 	if (!lat)
-		die("calloc");
+		bench_die(PROG, "calloc");
 	size_t n = 0;
 	int64_t counted_from = t0 + (int64_t)(o->warmup * 1e9);
 	for (int i = 0; i < o->clients; i++)
@@ -619,7 +539,7 @@ static int mode_latency(const struct bench_opts *o)
 /* deliver: queue, then poll stats until every channel has sent its share. */
 static int mode_deliver(struct bench_opts *o)
 {
-	int64_t start_wall = wall_ns();
+	int64_t start_wall = bench_wall_ns();
 	time_t due = (time_t)((start_wall / 1000000000) +
 			      (int64_t)ceil(o->at_delay));
 	char at[64];
@@ -646,7 +566,7 @@ static int mode_deliver(struct bench_opts *o)
 	totals(conns, o->clients, &t);
 	double intake_s = (double)(t.last_ack_ns - t0) / 1e9;
 	int64_t due_wall = (int64_t)due * 1000000000;
-	int64_t queued_wall = wall_ns();
+	int64_t queued_wall = bench_wall_ns();
 	printf("deliver: %ld jobs queued in %.3f s, all due at %s (%.3f s "
 	       "after the last ack)\n", t.acked, intake_s, at,
 	       (double)(due_wall - queued_wall) / 1e9);
@@ -662,16 +582,16 @@ static int mode_deliver(struct bench_opts *o)
 		done[ch] = want[ch] == 0;
 		remaining += !done[ch];
 	}
-	int64_t deadline = wall_ns() + (int64_t)(o->timeout * 1e9);
+	int64_t deadline = bench_wall_ns() + (int64_t)(o->timeout * 1e9);
 	long last_sent[BCH_COUNT] = { 0 };
-	while (remaining > 0 && wall_ns() < deadline) {
+	while (remaining > 0 && bench_wall_ns() < deadline) {
 		int64_t poll_ns = (int64_t)(o->poll_ms * 1e6);
 		struct timespec ts = { poll_ns / 1000000000,
 				       poll_ns % 1000000000 };
 		nanosleep(&ts, NULL);
 		if (stats_get(o->socket, &now) != 0)
 			continue;
-		int64_t tw = wall_ns();
+		int64_t tw = bench_wall_ns();
 		for (int ch = 0; ch < BCH_COUNT; ch++) {
 			last_sent[ch] = now.sent[ch] - before.sent[ch];
 			if (!done[ch] && last_sent[ch] >= want[ch]) {
@@ -746,16 +666,16 @@ static int restart_watch(const struct bench_opts *o, pid_t daemon, int64_t t0,
 {
 	double ready_ms = -1, first_ms = -1;
 	int64_t deadline = t0 + (int64_t)(o->timeout * 1e9);
-	while (mono_ns() < deadline && (ready_ms < 0 || first_ms < 0) &&
+	while (bench_mono_ns() < deadline && (ready_ms < 0 || first_ms < 0) &&
 	       kill(daemon, 0) == 0) {
 		if (first_ms < 0 && watch_size(o->watch) > initial)
-			first_ms = (double)(mono_ns() - t0) / 1e6;
+			first_ms = (double)(bench_mono_ns() - t0) / 1e6;
 		if (ready_ms < 0) {
 			char ans[256];
-			if (roundtrip(o->socket, "{\"op\":\"ping\"}\n", ans,
+			if (bench_roundtrip(PROG, o->socket, "{\"op\":\"ping\"}\n", ans,
 				      sizeof ans) == 0 &&
 			    strstr(ans, "\"ok\":true"))
-				ready_ms = (double)(mono_ns() - t0) / 1e6;
+				ready_ms = (double)(bench_mono_ns() - t0) / 1e6;
 		}
 		struct timespec ts = { 0, 1000000 };
 		nanosleep(&ts, NULL);
@@ -775,10 +695,10 @@ static int mode_restart(const struct bench_opts *o)
 	long initial = watch_size(o->watch);
 	fflush(NULL);
 	pid_t self = getpid();
-	int64_t t0 = mono_ns();
+	int64_t t0 = bench_mono_ns();
 	pid_t pid = fork();
 	if (pid < 0)
-		die("fork");
+		bench_die(PROG, "fork");
 	if (pid == 0)
 		_exit(restart_watch(o, self, t0, initial));
 	if (o->log) {
@@ -790,7 +710,7 @@ static int mode_restart(const struct bench_opts *o)
 		}
 	}
 	execvp(o->exec_argv[0], o->exec_argv);
-	die(o->exec_argv[0]);
+	bench_die(PROG, o->exec_argv[0]);
 	return 2;
 }
 

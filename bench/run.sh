@@ -101,7 +101,7 @@ else
 		-Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 		-Wmissing-prototypes -Wvla -Wformat=2)
 	cc "${cflags[@]}" -o "$bin/intake_bench" "$here/intake_bench.c" \
-		-lpthread -lm
+		"$here/benchutil.c" -lpthread -lm
 	cc "${cflags[@]}" -o "$bin/fsync_rate" "$here/fsync_rate.c"
 fi
 

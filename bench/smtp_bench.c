@@ -47,6 +47,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
+#define PROG "smtp_bench"
+
 #define SB_LINE_MAX 1024
 #define SB_WRITE_BUF (64u << 10)
 #define SB_READ_BUF (256u << 10)
@@ -103,94 +107,11 @@ struct sb_conn {
 
 /* ------------------------------------------------------------ helpers */
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-static void die(const char *what)
-{
-	char msg[128];
-	strerror_r(errno, msg, sizeof msg);
-	fprintf(stderr, "smtp_bench: %s: %s\n", what, msg);
-	exit(2);
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-static int connect_unix(const char *path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof addr.sun_path) {
-		fprintf(stderr, "smtp_bench: --socket: path too long\n");
-		exit(2);
-	}
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
-}
-
-/* One request, one answer line, on a fresh connection. 0 or -1. */
-static int roundtrip(const char *path, const char *req, char *ans, size_t cap)
-{
-	int fd = connect_unix(path);
-	if (fd < 0)
-		return -1;
-	size_t len = 0;
-	int rc = -1;
-	if (write_all(fd, req, strlen(req)) != 0)
-		goto out;
-	while (len + 1 < cap) {
-		ssize_t r = read(fd, ans + len, cap - 1 - len);
-		if (r <= 0)
-			goto out;
-		len += (size_t)r;
-		ans[len] = '\0';
-		if (memchr(ans, '\n', len)) {
-			rc = 0;
-			goto out;
-		}
-	}
-out:
-	close(fd);
-	return rc;
-}
-
 /* stats: sent.email, or -1 */
 static long daemon_sent_email(const char *path)
 {
 	char ans[8192];
-	if (roundtrip(path, "{\"op\":\"stats\"}\n", ans, sizeof ans) != 0 ||
+	if (bench_roundtrip(PROG, path, "{\"op\":\"stats\"}\n", ans, sizeof ans) != 0 ||
 	    !strstr(ans, "\"ok\":true"))
 		return -1;
 	const char *sent = strstr(ans, "\"sent\":{");
@@ -211,7 +132,7 @@ static void *sink_reader(void *arg)
 			continue;
 		if (r <= 0)
 			break;
-		int64_t t = mono_ns();
+		int64_t t = bench_mono_ns();
 		for (ssize_t i = 0; i < r; i++) {
 			char c = buf[i];
 			if (c != '\r' && c != '\n') {
@@ -252,7 +173,7 @@ static int sink_probe(int port)
 	ssize_t r = read(fd, buf, sizeof buf - 1);
 	if (r < 3 || strncmp(buf, "220", 3) != 0)
 		goto out;
-	if (write_all(fd, "QUIT\r\n", 6) == 0)
+	if (bench_write_all(fd, "QUIT\r\n", 6) == 0)
 		(void)read(fd, buf, sizeof buf - 1);
 	rc = 0;
 out:
@@ -264,7 +185,7 @@ static void sink_start(const struct sb_opts *o, struct sb_sink *k)
 {
 	int p[2];
 	if (pipe(p) != 0)
-		die("pipe");
+		bench_die(PROG, "pipe");
 	fcntl(p[0], F_SETFD, FD_CLOEXEC);
 	fcntl(p[1], F_SETFD, FD_CLOEXEC);
 	char listen[64];
@@ -282,7 +203,7 @@ static void sink_start(const struct sb_opts *o, struct sb_sink *k)
 	argv[ac] = NULL;
 	k->pid = fork();
 	if (k->pid < 0)
-		die("fork");
+		bench_die(PROG, "fork");
 	if (k->pid == 0) {
 		dup2(p[1], 1);
 		execv(argv[0], argv);
@@ -292,7 +213,7 @@ static void sink_start(const struct sb_opts *o, struct sb_sink *k)
 	k->fd = p[0];
 	k->target = o->count;
 	if (pthread_create(&k->reader, NULL, sink_reader, k) != 0)
-		die("pthread_create");
+		bench_die(PROG, "pthread_create");
 	for (int i = 0; i < 500; i++) {
 		int status;
 		if (waitpid(k->pid, &status, WNOHANG) == k->pid) {
@@ -302,7 +223,7 @@ static void sink_start(const struct sb_opts *o, struct sb_sink *k)
 		}
 		if (sink_probe(o->sink_port) == 0)
 			return;
-		sleep_ms(10);
+		bench_sleep_ms(10);
 	}
 	fprintf(stderr, "smtp_bench: %s does not answer on %s\n", o->sink,
 		listen);
@@ -320,7 +241,7 @@ static double rusage_s(const struct rusage *ru)
  * keeps its final counts and CPU time. */
 static void sink_stop(struct sb_sink *k)
 {
-	sleep_ms(300);
+	bench_sleep_ms(300);
 	k->final_mesg = atomic_load(&k->mesg);
 	k->final_sess = atomic_load(&k->sess);
 	kill(k->pid, SIGTERM);
@@ -355,7 +276,7 @@ static void *writer_main(void *arg)
 	const struct sb_opts *o = c->o;
 	char *buf = malloc(SB_WRITE_BUF);
 	if (!buf)
-		die("malloc");
+		bench_die(PROG, "malloc");
 	long j = 0;
 	while (j < c->n && !atomic_load(&c->io_failed)) {
 		while (o->window > 0 && j - atomic_load(&c->acked) >= o->window &&
@@ -378,7 +299,7 @@ static void *writer_main(void *arg)
 			j++;
 			room--;
 		}
-		if (used && write_all(c->fd, buf, used) != 0)
+		if (used && bench_write_all(c->fd, buf, used) != 0)
 			atomic_store(&c->io_failed, true);
 	}
 	free(buf);
@@ -409,7 +330,7 @@ static void *reader_main(void *arg)
 	struct sb_conn *c = arg;
 	char *buf = malloc(SB_READ_BUF + 1);
 	if (!buf)
-		die("malloc");
+		bench_die(PROG, "malloc");
 	size_t len = 0;
 	while (atomic_load(&c->acked) < c->n) {
 		if (len == SB_READ_BUF) {
@@ -430,7 +351,7 @@ static void *reader_main(void *arg)
 			atomic_store(&c->io_failed, true);
 			break;
 		}
-		int64_t t = mono_ns();
+		int64_t t = bench_mono_ns();
 		len += (size_t)r;
 		char *start = buf, *nl;
 		while ((nl = memchr(start, '\n', len - (size_t)(start - buf)))) {
@@ -453,10 +374,10 @@ static void wait_sink(const struct sb_opts *o, struct sb_sink *k, int64_t t0,
 		      struct sb_cut *cut)
 {
 	int64_t deadline = t0 + (int64_t)(o->timeout * 1e9);
-	while (atomic_load(&k->done_ns) == 0 && mono_ns() < deadline)
-		sleep_ms(2);
+	while (atomic_load(&k->done_ns) == 0 && bench_mono_ns() < deadline)
+		bench_sleep_ms(2);
 	cut->done = atomic_load(&k->done_ns) != 0;
-	cut->end_ns = cut->done ? atomic_load(&k->done_ns) : mono_ns();
+	cut->end_ns = cut->done ? atomic_load(&k->done_ns) : bench_mono_ns();
 	cut->mesg = cut->done ? o->count : atomic_load(&k->mesg);
 }
 
@@ -495,10 +416,10 @@ static int run_source(const struct sb_opts *o)
 	struct sb_sink k = { 0 };
 	sink_start(o, &k);
 	fflush(NULL);
-	int64_t t0 = mono_ns();
+	int64_t t0 = bench_mono_ns();
 	pid_t pid = fork();
 	if (pid < 0)
-		die("fork");
+		bench_die(PROG, "fork");
 	if (pid == 0) {
 		execvp(o->exec_argv[0], o->exec_argv);
 		_exit(127);
@@ -508,13 +429,13 @@ static int run_source(const struct sb_opts *o)
 	bool killed = false;
 	struct rusage ru = { 0 };
 	while (wait4(pid, &status, WNOHANG, &ru) == 0) {
-		if (!killed && mono_ns() >= deadline) {
+		if (!killed && bench_mono_ns() >= deadline) {
 			kill(pid, SIGTERM);
 			killed = true;
 		}
-		sleep_ms(2);
+		bench_sleep_ms(2);
 	}
-	int64_t t_exit = mono_ns();
+	int64_t t_exit = bench_mono_ns();
 	struct sb_cut cut;
 	wait_sink(o, &k, t0, &cut);
 	sink_stop(&k);
@@ -543,7 +464,7 @@ static int run_rouse(const struct sb_opts *o)
 	sink_start(o, &k);
 	struct sb_conn *conns = calloc((size_t)o->clients, sizeof *conns);
 	if (!conns)
-		die("calloc");
+		bench_die(PROG, "calloc");
 	long per = o->count / o->clients, extra = o->count % o->clients;
 	long next = 0;
 	for (int i = 0; i < o->clients; i++) {
@@ -552,16 +473,16 @@ static int run_rouse(const struct sb_opts *o)
 		conns[i].n = per + (i < extra ? 1 : 0);
 		conns[i].first = next;
 		next += conns[i].n;
-		conns[i].fd = connect_unix(o->socket);
+		conns[i].fd = bench_connect_unix(PROG, o->socket);
 		if (conns[i].fd < 0)
-			die(o->socket);
+			bench_die(PROG, o->socket);
 	}
 	pthread_t w[SB_MAX_CLIENTS], r[SB_MAX_CLIENTS];
-	int64_t t0 = mono_ns();
+	int64_t t0 = bench_mono_ns();
 	for (int i = 0; i < o->clients; i++)
 		if (pthread_create(&r[i], NULL, reader_main, &conns[i]) ||
 		    pthread_create(&w[i], NULL, writer_main, &conns[i]))
-			die("pthread_create");
+			bench_die(PROG, "pthread_create");
 	long acked = 0, errors = 0;
 	int64_t last_ack = t0;
 	const char *first_error = NULL;
@@ -582,14 +503,14 @@ static int run_rouse(const struct sb_opts *o)
 	/* cross-check: the daemon's own count of sent emails (it commits
 	 * the outcome after the server's reply, so it may lag a moment) */
 	long sent = -1;
-	int64_t deadline = mono_ns() + (cut.done ? 30 : 0) * (int64_t)1000000000;
+	int64_t deadline = bench_mono_ns() + (cut.done ? 30 : 0) * (int64_t)1000000000;
 	do {
 		sent = daemon_sent_email(o->socket);
 		if (sent >= 0 && sent - sent0 >= o->count)
 			break;
-		sleep_ms(20);
-	} while (mono_ns() < deadline);
-	int64_t t_sent = mono_ns();
+		bench_sleep_ms(20);
+	} while (bench_mono_ns() < deadline);
+	int64_t t_sent = bench_mono_ns();
 	sink_stop(&k);
 	double intake_s = (double)(last_ack - t0) / 1e9;
 	char human[640], res[256];

@@ -163,7 +163,8 @@ else
 	cflags=(-O2 -g -std=c11 -Wall -Wextra -Werror -Wshadow
 		-Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2)
 	cc "${cflags[@]}" -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
-		-o "$bin/smtp_bench" "$here/smtp_bench.c" -lpthread
+		-o "$bin/smtp_bench" "$here/smtp_bench.c" "$here/benchutil.c" \
+		-lpthread
 	cc "${cflags[@]}" -shared -fPIC -o "$bin/nodelay_shim.so" \
 		"$here/nodelay_shim.c" -ldl
 	shim=$bin/nodelay_shim.so

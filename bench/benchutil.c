@@ -1,0 +1,104 @@
+/* benchutil.c: shared helpers of the benchmark programs (benchutil.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "benchutil.h"
+
+static int64_t clock_ns(clockid_t clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t bench_mono_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
+}
+
+int64_t bench_wall_ns(void)
+{
+	return clock_ns(CLOCK_REALTIME);
+}
+
+void bench_sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+void bench_die(const char *prog, const char *what)
+{
+	char msg[128];
+	strerror_r(errno, msg, sizeof msg);
+	fprintf(stderr, "%s: %s: %s\n", prog, what, msg);
+	exit(2);
+}
+
+int bench_connect_unix(const char *prog, const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof addr.sun_path) {
+		fprintf(stderr, "%s: --socket: path too long\n", prog);
+		exit(2);
+	}
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int bench_write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+int bench_roundtrip(const char *prog, const char *path, const char *req,
+		    char *ans, size_t cap)
+{
+	int fd = bench_connect_unix(prog, path);
+	if (fd < 0)
+		return -1;
+	size_t len = 0;
+	int rc = -1;
+	if (bench_write_all(fd, req, strlen(req)) != 0)
+		goto out;
+	while (len + 1 < cap) {
+		ssize_t r = read(fd, ans + len, cap - 1 - len);
+		if (r <= 0)
+			goto out;
+		len += (size_t)r;
+		ans[len] = '\0';
+		if (memchr(ans, '\n', len)) {
+			rc = 0;
+			goto out;
+		}
+	}
+out:
+	close(fd);
+	return rc;
+}
