@@ -17,14 +17,12 @@
 #      sends (user{i}@bench.example, template winback), due at once; the
 #      daemon's stats sent.email cross-checks the sink's count; the daemon's
 #      CPU time per thread after the run
-#   4. the same with bench/nodelay_shim.so preloaded (TCP_NODELAY on the
-#      daemon's SMTP sockets): a diagnostic, not a figure of the daemon
 #   5. Postfix relay: a private Postfix instance (own config and queue
 #      directory under the scratch directory) on another loopback port,
 #      relayhost = the sink, no local delivery; smtp-source and roused both
 #      send through it
-#   6. BENCH_PERF=1: perf record -g of the daemon for one 4 x 50 run (with
-#      the shim), top functions by thread
+#   6. BENCH_PERF=1: perf record -g of the daemon for one 4 x 50 run, top
+#      functions by thread
 # A run that has not finished within its budget is cut there and measured
 # by what had arrived (marked "cut"); repeated runs report the median.
 # About 6 minutes on 2 CPUs. The system's own Postfix instance is left
@@ -33,8 +31,8 @@
 #
 # Environment (defaults in brackets):
 #   ROUSED               daemon [build-bench/roused, else build/roused]
-#   BENCH_BIN            directory holding built smtp_bench and
-#                        nodelay_shim.so [compiled here with cc]
+#   BENCH_BIN            directory holding a built smtp_bench
+#                        [compiled here with cc]
 #   BENCH_DIR            scratch directory [mktemp -d under /tmp]
 #   BENCH_KEEP=1         keep the scratch directory
 #   BENCH_SMTP_COUNT [20000]     messages per run
@@ -42,7 +40,6 @@
 #   BENCH_SOURCE_SESSIONS ["1 4 16 8"]             smtp-source -s
 #   BENCH_REPEAT [3]     runs per figure (a cut run is not repeated)
 #   BENCH_BUDGET [30]    seconds per run before it is cut
-#   BENCH_SHIM [1]       phase 4 (0: skip)
 #   BENCH_RELAY [1]      phase 5 (0: skip)   BENCH_RELAY_BUDGET [60]
 #   BENCH_SINK_PORT [2591]  BENCH_RELAY_PORT [2592]
 #   BENCH_PERF=1         phase 6
@@ -154,10 +151,8 @@ for p in "$sink_port" "$relay_port"; do
 done
 
 # ---------------------------------------------------------------- build
-shim=""
 if [[ -n "${BENCH_BIN:-}" ]]; then
 	bin=$BENCH_BIN
-	if [[ -f $bin/nodelay_shim.so ]]; then shim=$bin/nodelay_shim.so; fi
 else
 	mkdir -p "$bin"
 	cflags=(-O2 -g -std=c11 -Wall -Wextra -Werror -Wshadow
@@ -165,9 +160,6 @@ else
 	cc "${cflags[@]}" -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
 		-o "$bin/smtp_bench" "$here/smtp_bench.c" "$here/benchutil.c" \
 		-lpthread
-	cc "${cflags[@]}" -shared -fPIC -o "$bin/nodelay_shim.so" \
-		"$here/nodelay_shim.c" -ldl
-	shim=$bin/nodelay_shim.so
 fi
 sb=$bin/smtp_bench
 
@@ -402,7 +394,7 @@ src_nr_rate=$(echo "$rates" | median)
 src_nr_line=$(describe "$last" "$src_nr_rate")
 log "   $src_nr_line"
 
-# ---------------------------------------------------------------- 3./4. rouse
+# ---------------------------------------------------------------- 3. rouse
 declare -A rz_rate rz_line rz_cpu rz_check
 # run_rouse_series KEY PRELOAD
 run_rouse_series() {
@@ -410,8 +402,7 @@ run_rouse_series() {
 	for c in $configs; do
 		s=${c%x*}
 		b=${c#*x}
-		log "$([[ -n $pre ]] && echo "4. rouse + TCP_NODELAY shim" || echo "3. rouse"):" \
-			"sessions $s, batch $b, $count sends"
+		log "3. rouse: sessions $s, batch $b, $count sends"
 		repeated "rz$key$c" rouse_run "$sink_port" "$s" "$b" "$pre" "$budget"
 		rz_rate[$key$c]=$(echo "$rates" | median)
 		rz_line[$key$c]=$(describe "$last" "${rz_rate[$key$c]}")
@@ -427,9 +418,6 @@ run_rouse_series() {
 	done
 }
 run_rouse_series plain ""
-if [[ "${BENCH_SHIM:-1}" == 1 && -n $shim ]]; then
-	run_rouse_series shim "$shim"
-fi
 
 # ---------------------------------------------------------------- 5. relay
 relay_lines=()
@@ -507,15 +495,6 @@ EOF
 		relay_lines+=("    rouse / smtp-source through the relay = $(ratio "$rates" "$relay_src")")
 		log "   ${relay_lines[-2]}"
 		relay_lines+=("    daemon CPU: $(sed -n 's/^cpu: //p' "$work/relay-rz.out")")
-		if [[ "${BENCH_SHIM:-1}" == 1 && -n $shim ]]; then
-			log "5. relay: rouse + TCP_NODELAY shim, sessions 4, batch 50"
-			rouse_run relay-rzs "$relay_port" 4 50 "$shim" "$relay_budget" || true
-			pf_flush
-			rates=$(field msgs_per_s "$work/relay-rzs.out")
-			relay_lines+=("rouse 4 x 50 + shim -> Postfix -> sink: $(describe "$work/relay-rzs.out" "$rates")")
-			relay_lines+=("    rouse / smtp-source through the relay = $(ratio "$rates" "$relay_src")")
-			log "   ${relay_lines[-2]}"
-		fi
 		pf_stop
 	fi
 fi
@@ -523,8 +502,8 @@ fi
 # ---------------------------------------------------------------- 6. perf
 perf_report=""
 if [[ "${BENCH_PERF:-0}" == 1 ]] && command -v perf >/dev/null; then
-	log "6. perf: rouse 4 x 50 $([[ -n $shim ]] && echo "+ shim")"
-	rouse_run perf "$sink_port" 4 50 "$shim" "$budget" 1 || true
+	log "6. perf: rouse 4 x 50"
+	rouse_run perf "$sink_port" 4 50 "" "$budget" 1 || true
 	rouse_run_out=$work/perf.out
 	perf_report=$(
 		set +o pipefail
@@ -556,15 +535,8 @@ if pf_master_running; then master_after="running"; fi
 	done
 	printf '  -s 4  (no -d)    %s\n' "$src_nr_line"
 	echo
-	for key in plain shim; do
-		if [[ $key == shim && ( "${BENCH_SHIM:-1}" != 1 || -z $shim ) ]]; then
-			continue
-		fi
-		if [[ $key == plain ]]; then
-			echo "rouse (email.transport smtp, starttls no, timeout 30s, no limits; pipelined sends, due now):"
-		else
-			echo "rouse with bench/nodelay_shim.so preloaded (TCP_NODELAY on its SMTP sockets; diagnostic only):"
-		fi
+	for key in plain; do
+		echo "rouse (email.transport smtp, starttls no, timeout 30s, no limits; pipelined sends, due now):"
 		for c in $configs; do
 			s=${c%x*}
 			r=$(ratio "${rz_rate[$key$c]}" "${src_rate[$s]:-}")
