@@ -2,8 +2,8 @@
  * transport, then turns the transport's result into the job's outcome.
  *
  * render (templates) -> build (GMime for email, a JSON line for SMS and
- * push) -> transport (SMTP or the maildir for email, the JSONL outboxes
- * for SMS and push) ->
+ * push) -> transport (SMTP or the maildir for email; the SMS gateway or
+ * the JSONL outbox for SMS; FCM/APNs or the JSONL outbox for push) ->
  * outcome: sent, retry with exponential backoff and jitter between
  * retry.base and retry.max, or failed -> store. Loop thread only.
  */
@@ -17,19 +17,23 @@
 #include "job.h"
 #include "store.h"
 #include "templates.h"
+#include "unsubtoken.h"
 
 struct deliver;
 
 /* Called once per job handed to deliver_job, after its outcome is
  * committed. pause_until_ms is non-zero when the provider asked for
- * back-off (SMTP 421 / 4.7.x): nothing more should go to that channel's
+ * back-off (SMTP 421 / 4.7.x, HTTP 429 / 503 with Retry-After): nothing
+ * more should go to that channel's
  * transport before then. */
 typedef void (*deliver_finished_fn)(void *ud, int channel,
 				    int64_t pause_until_ms);
 
 /* Opens the transports. Blocking (before the loop runs). */
+/* keys: the unsubscribe link keys (NULL without unsubscribe config). */
 int deliver_open(uv_loop_t *loop, const struct config *cfg,
-		 const struct templates *templates, struct store *store,
+		 const struct templates *templates,
+		 const struct unsub_keys *keys, struct store *store,
 		 deliver_finished_fn finished, void *ud, struct deliver **out,
 		 char *err, size_t errlen);
 

@@ -32,6 +32,8 @@ struct job {
 	int64_t created_ms;
 	int attempts;             /* including the current one once claimed */
 	int state;                /* enum job_state */
+	int64_t enrollment;       /* a sequence step's enrollment row, else 0 */
+	int step;                 /* its step index */
 };
 
 /* "queued", "scheduled", ... */

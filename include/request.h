@@ -19,6 +19,7 @@ enum op {
 };
 
 #define REQ_KEY_MAX 200
+#define REQ_PUSH_TOKENS_MAX 16    /* contact.push entries of one enroll */
 
 struct request_error {
 	const char *code;      /* protocol error code: "bad_json", "bad_request",
@@ -51,8 +52,20 @@ struct request {
 	const char *source;
 	const char *reason;
 
-	/* status */
+	/* status: a job, or an enrollment */
 	const char *job;
+	const char *enrollment;
+
+	/* enroll (user, locale, tz, vars above), event (user) */
+	const char *sequence;
+	char contact_email[256];   /* normalised; "" when absent */
+	char contact_phone[256];   /* E.164; "" when absent */
+	struct {
+		int platform;      /* 0 fcm, 1 apns */
+		const char *token;
+	} contact_push[REQ_PUSH_TOKENS_MAX];
+	size_t n_contact_push;
+	const char *event_name;
 };
 
 /* Parses line[0..len) (without the trailing '\n'). Always initialises

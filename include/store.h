@@ -51,7 +51,8 @@ struct store_send_result {
 	bool duplicate;          /* key seen before: id/state are the first job's */
 	char id[JOB_ID_LEN + 1];
 	int state;
-	const char *reason;      /* "opted_out" for a suppressed job, else NULL */
+	const char *reason;      /* "opted_out" or "dead_token" for a
+	                            suppressed job, else NULL */
 };
 typedef void (*store_send_cb)(void *ud, const struct store_send_result *r);
 
@@ -111,6 +112,11 @@ struct completion {
 	char suppress_source[32]; /* OUTCOME_FAILED: when set, the recipient
 	                            address is opted out of the job's channel
 	                            with this source (a hard bounce) */
+	bool token_dead;         /* OUTCOME_FAILED, push: the provider said the
+	                            device token is gone; later jobs to it are
+	                            suppressed ("dead_token") */
+	char provider_ref[128];  /* OUTCOME_SENT: the provider's id for the
+	                            message (Twilio sid), may be "" */
 	char encoding[8];        /* SMS: "GSM-7"/"UCS-2", else "" */
 	int segments;            /* SMS segments, else 0 */
 };
@@ -121,6 +127,50 @@ typedef void (*store_done_cb)(void *ud, int status);
 void store_complete(struct store *s, const struct completion *c,
 		    store_done_cb cb, void *ud);
 
+/* ---- drip sequences ---- */
+
+enum enrollment_state {
+	ENROLLMENT_ACTIVE, ENROLLMENT_COMPLETED, ENROLLMENT_EXITED
+};
+
+struct enrollment {
+	char id[JOB_ID_LEN + 1];
+	char *user;
+	char *sequence;
+	struct job **jobs;       /* its step jobs, keyed "<id>:<step>" */
+	size_t n_jobs;
+	char *skipped_json;      /* JSON array of the steps not made into
+	                            jobs ({"step","channel","template",
+	                            "state":"skipped","detail"}), or NULL */
+};
+
+void enrollment_free(struct enrollment *e);
+
+struct store_enroll_result {
+	int status;              /* 0 committed, -1 storage failure */
+	bool duplicate;          /* the user is active in the sequence: id
+	                            is that enrollment's */
+	bool queued_now;         /* a step job is due at once */
+	char id[JOB_ID_LEN + 1];
+};
+typedef void (*store_enroll_cb)(void *ud, const struct store_enroll_result *r);
+
+/* Records the enrollment and all its step jobs in one transaction (a step
+ * can never be created twice: the enrollment's steps exist or none do),
+ * unless the user is already active in the sequence. Takes e. Returns 0,
+ * or -1 when overloaded (cb not called, e freed). */
+int store_enroll(struct store *s, struct enrollment *e, int64_t now,
+		 store_enroll_cb cb, void *ud);
+
+typedef void (*store_event_cb)(void *ud, int status, int exited);
+
+/* Ends the user's active enrollments in `sequences` (those that exit on
+ * the event): their steps not yet sending are cancelled in the same
+ * commit. Returns 0, or -1 when overloaded (cb not called). */
+int store_event(struct store *s, const char *user, const char *name,
+		const char *const *sequences, size_t n_sequences, int64_t now,
+		store_event_cb cb, void *ud);
+
 /* ---- reads (reader thread) ---- */
 
 /* result is owned by the callback; NULL with status 0 means not found. */
@@ -128,6 +178,10 @@ typedef void (*store_json_cb)(void *ud, int status, json_t *result);
 
 void store_status(struct store *s, const char *job_id, store_json_cb cb,
 		  void *ud);
+/* An enrollment and its steps; NULL with status 0 when not found. */
+void store_enrollment(struct store *s, const char *id, store_json_cb cb,
+		      void *ud);
+
 /* {"jobs":{channel:{state:n}},"queue_depth":n,"sent":{channel:n},"opt_outs":n} */
 void store_stats(struct store *s, store_json_cb cb, void *ud);
 /* {"effective":{...},"history":[...]} for a user and/or address */

@@ -6,7 +6,7 @@ set -eu
 BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libjansson-dev libsqlite3-dev
  libgmime-3.0-dev libesmtp-dev libcurl4-openssl-dev libmicrohttpd-dev libjwt-dev libssl-dev"
 TEST_PKGS="python3 python3-pytest python3-aiosmtpd sqlite3 strace clang libclang-rt-14-dev
- faketime valgrind procps iproute2 openssl"
+ faketime valgrind procps iproute2 openssl python3-h2 python3-cryptography curl nginx-light"
 want="$BUILD_PKGS"
 [ "${1:-}" = "test" ] && want="$want $TEST_PKGS"
 missing=""

@@ -24,8 +24,10 @@
  * directory of the config file (the realpath of the directory the file
  * name is in, so a symlinked config still resolves against where it was
  * named). Besides the config file itself, only the files it names for
- * reading at start-up must exist at load time (email.smtp.ca_file and
- * email.smtp.password_file); directories and outboxes need not.
+ * reading at start-up must exist at load time (CA bundles, secret files,
+ * the FCM service account and the APNs key); directories and outboxes
+ * need not. Key files must not be readable by group or others, like every
+ * secret file.
  *
  * email.smtp is checked in full whenever it is present, even when
  * email.transport is "maildir" and the section is unused: switching the
@@ -50,9 +52,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "address.h"
+#include "channel.h"
 #include "config.h"
 #include "timefmt.h"
 
@@ -73,6 +77,12 @@
 #define CONFIG_SMTP_BATCH_MAX 10000
 #define CONFIG_SMTP_TIMEOUT_MIN_MS INT64_C(1000)
 #define CONFIG_SMTP_TIMEOUT_MAX_MS (INT64_C(10) * 60 * 1000)
+#define CONFIG_HTTP_TIMEOUT_MIN_MS INT64_C(1000)
+#define CONFIG_HTTP_TIMEOUT_MAX_MS (INT64_C(10) * 60 * 1000)
+#define CONFIG_HTTP_CONNECTIONS_MAX 256
+#define CONFIG_HTTP_CONNECTIONS_DEFAULT 16
+#define CONFIG_APNS_CONNECTIONS_DEFAULT 2
+#define CONFIG_SEQ_STEPS_MAX 64
 #define CONFIG_HOSTNAME_MAX 253
 #define CONFIG_LABEL_MAX 63
 
@@ -915,62 +925,369 @@ static int config_email(struct config_loader *ld, json_t *root)
 			       "outbox/email", &cfg->maildir);
 }
 
-static int config_footer(struct config_loader *ld, json_t *o)
+static void config_locale_texts_free(struct locale_text *items, size_t n)
 {
-	struct config *cfg = ld->cfg;
-	char path[CONFIG_KEYPATH_MAX], shown[CONFIG_SHOW_MAX];
+	for (size_t i = 0; i < n; i++) {
+		free(items[i].locale);
+		free(items[i].text);
+	}
+	free(items);
+}
+
+/* A per-locale text map parent[key] ({"en": "...", "zh": "..."}) replacing
+ * *items / *n (the built-in defaults) when present. */
+static int config_locale_texts(struct config_loader *ld, json_t *parent,
+			       const char *parent_path, const char *key,
+			       struct locale_text **items_slot, size_t *n_slot)
+{
+	char section[CONFIG_KEYPATH_MAX], path[CONFIG_KEYPATH_MAX];
+	char shown[CONFIG_SHOW_MAX];
 	json_t *f;
-	if (config_get_object(ld, o, "footer", "sms", &f) != 0)
+	config_path_key(section, parent_path, key);
+	if (config_get_object(ld, parent, key, parent_path, &f) != 0)
 		return -1;
 	if (!f)
 		return 0;
 	if (json_object_size(f) == 0)
-		return config_fail(ld, "sms.footer: must name at least one "
-				   "locale (leave it out for the built-in "
-				   "footers)");
+		return config_fail(ld, "%s: must name at least one locale "
+				   "(leave it out for the built-in texts)",
+				   section);
 	struct locale_text *items = calloc(json_object_size(f), sizeof *items);
 	if (!items)
 		return config_oom(ld);
-	for (size_t i = 0; i < cfg->n_sms_footer; i++) {
-		free(cfg->sms_footer[i].locale);
-		free(cfg->sms_footer[i].text);
-	}
-	free(cfg->sms_footer);
-	cfg->sms_footer = items;
-	cfg->n_sms_footer = 0;
+	config_locale_texts_free(*items_slot, *n_slot);
+	*items_slot = items;
+	*n_slot = 0;
 
 	const char *loc;
 	json_t *v;
 	json_object_foreach(f, loc, v) {
-		config_path_key(path, "sms.footer", loc);
+		config_path_key(path, section, loc);
 		if (!config_locale_ok(loc))
 			return config_fail(ld, "%s: %s is not a BCP 47 language "
 					   "tag (e.g. en, zh-CN)", path,
 					   config_show(shown, sizeof shown, loc));
-		for (size_t i = 0; i < cfg->n_sms_footer; i++)
-			if (strcasecmp(cfg->sms_footer[i].locale, loc) == 0)
+		for (size_t i = 0; i < *n_slot; i++)
+			if (strcasecmp(items[i].locale, loc) == 0)
 				return config_fail(ld, "%s: same locale as "
-						   "sms.footer.%s", path,
-						   cfg->sms_footer[i].locale);
+						   "%s.%s", path, section,
+						   items[i].locale);
 		const char *text = NULL;
-		if (config_get_string(ld, f, loc, "sms.footer", &text) != 0)
+		if (config_get_string(ld, f, loc, section, &text) != 0)
 			return -1;
-		struct locale_text *it = &cfg->sms_footer[cfg->n_sms_footer];
+		struct locale_text *it = &items[*n_slot];
 		it->locale = strdup(loc);
 		it->text = strdup(text);
-		cfg->n_sms_footer++;
+		(*n_slot)++;
 		if (!it->locale || !it->text)
 			return config_oom(ld);
 	}
 	return 0;
 }
 
+/* A key file read at start-up: it must be readable and not readable by
+ * group or others (the checks of config_read_secret); its content is not
+ * kept here (the transport loads it). */
+static void config_wipe_free(char *s, size_t cap);
+static int config_check_secret_file(struct config_loader *ld, const char *key,
+				    const char *file)
+{
+	char *content = NULL;
+	if (config_read_secret(key, NULL, file, &content, ld->err,
+			       ld->errlen) != 0)
+		return -1;
+	config_wipe_free(content, strlen(content));
+	return 0;
+}
+
+/* ---- HTTP transports (sms.http, push.fcm, push.apns) ------------------ */
+
+/* A secret named by `<base>_env` / `<base>_file` in o (exactly one may be
+ * given); *out stays NULL when neither is. */
+static int config_secret_pair(struct config_loader *ld, json_t *o,
+			      const char *section, const char *base,
+			      char **out)
+{
+	char env_key[64], file_key[64], env_path[CONFIG_KEYPATH_MAX],
+	     file_path[CONFIG_KEYPATH_MAX], shown[CONFIG_SHOW_MAX];
+	const char *env = NULL, *file = NULL;
+	snprintf(env_key, sizeof env_key, "%s_env", base);
+	snprintf(file_key, sizeof file_key, "%s_file", base);
+	config_path_key(env_path, section, env_key);
+	config_path_key(file_path, section, file_key);
+	if (config_get_string(ld, o, env_key, section, &env) != 0 ||
+	    config_get_string(ld, o, file_key, section, &file) != 0)
+		return -1;
+	if (env && file)
+		return config_fail(ld, "%s: give only one of %s or %s",
+				   file_path, env_path, file_path);
+	if (env && !config_env_name_ok(env))
+		return config_fail(ld, "%s: %s is not an environment variable "
+				   "name", env_path,
+				   config_show(shown, sizeof shown, env));
+	if (env)
+		return config_read_secret(env_path, env, NULL, out, ld->err,
+					  ld->errlen);
+	if (!file)
+		return 0;
+	char *path = config_join(ld->cfg->dir, file);
+	if (!path)
+		return config_oom(ld);
+	int rc = config_read_secret(file_path, NULL, path, out, ld->err,
+				    ld->errlen);
+	free(path);
+	return rc;
+}
+
+/* A base URL: http or https, a host, no credentials, query or fragment.
+ * Parsed by libcurl's URL API, so the transports and the check agree. */
+static int config_base_url(struct config_loader *ld, const char *path,
+			   const char *s, char **slot)
+{
+	char shown[CONFIG_SHOW_MAX];
+	char *scheme = NULL, *part = NULL;
+	int rc = -1;
+	CURLU *u = curl_url();
+	if (!u)
+		return config_oom(ld);
+	CURLUcode uc = curl_url_set(u, CURLUPART_URL, s, 0);
+	if (uc != CURLUE_OK) {
+		config_fail(ld, "%s: %s is not a URL (%s)", path,
+			    config_show(shown, sizeof shown, s),
+			    curl_url_strerror(uc));
+		goto out;
+	}
+	curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+	if (!scheme || (strcmp(scheme, "http") != 0 &&
+			strcmp(scheme, "https") != 0)) {
+		config_fail(ld, "%s: %s must start with https:// (or http://)",
+			    path, config_show(shown, sizeof shown, s));
+		goto out;
+	}
+	static const struct { CURLUPart part; const char *what; } banned[] = {
+		{ CURLUPART_USER, "credentials (use the *_env / *_file keys)" },
+		{ CURLUPART_PASSWORD, "credentials (use the *_env / *_file keys)" },
+		{ CURLUPART_QUERY, "a query" },
+		{ CURLUPART_FRAGMENT, "a fragment" },
+	};
+	for (size_t i = 0; i < sizeof banned / sizeof banned[0]; i++) {
+		if (curl_url_get(u, banned[i].part, &part, 0) == CURLUE_OK) {
+			config_fail(ld, "%s: must not carry %s", path,
+				    banned[i].what);
+			goto out;
+		}
+	}
+	if (config_has_control(s)) {
+		config_fail(ld, "%s: must not contain control characters", path);
+		goto out;
+	}
+	char *copy = strdup(s);
+	if (!copy) {
+		config_oom(ld);
+		goto out;
+	}
+	size_t n = strlen(copy);
+	while (n > 0 && copy[n - 1] == '/')
+		copy[--n] = '\0';
+	free(*slot);
+	*slot = copy;
+	rc = 0;
+out:
+	curl_free(part);
+	curl_free(scheme);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+/* url, ca_file, timeout, connections of one HTTP transport section. */
+static int config_http_common(struct config_loader *ld, json_t *o,
+			      const char *section, const char *default_url,
+			      int default_connections, struct http_conf *h)
+{
+	char path[CONFIG_KEYPATH_MAX], shown[CONFIG_SHOW_MAX];
+	const char *s = NULL, *timeout_text = NULL;
+	config_path_key(path, section, "url");
+	if (config_get_string(ld, o, "url", section, &s) != 0)
+		return -1;
+	if (!s && !default_url)
+		return config_fail(ld, "%s: missing", path);
+	if (config_base_url(ld, path, s ? s : default_url, &h->url) != 0)
+		return -1;
+	s = NULL;
+	if (config_get_string(ld, o, "ca_file", section, &s) != 0)
+		return -1;
+	if (s) {
+		config_path_key(path, section, "ca_file");
+		h->ca_file = config_join(ld->cfg->dir, s);
+		if (!h->ca_file)
+			return config_oom(ld);
+		if (config_check_readable(ld, path, h->ca_file) != 0)
+			return -1;
+	}
+	h->timeout_ms = 30 * 1000;
+	if (config_get_duration(ld, o, "timeout", section, 0, &h->timeout_ms,
+				&timeout_text) != 0)
+		return -1;
+	if (timeout_text && (h->timeout_ms < CONFIG_HTTP_TIMEOUT_MIN_MS ||
+			     h->timeout_ms > CONFIG_HTTP_TIMEOUT_MAX_MS)) {
+		config_path_key(path, section, "timeout");
+		return config_fail(ld, "%s: duration %s is out of range "
+				   "(1s..10m)", path,
+				   config_show(shown, sizeof shown, timeout_text));
+	}
+	long long n = default_connections;
+	if (config_get_int(ld, o, "connections", section, 1,
+			   CONFIG_HTTP_CONNECTIONS_MAX, &n) != 0)
+		return -1;
+	h->connections = (int)n;
+	return 0;
+}
+
+/* An identifier-like value (account sid, key id, team id, topic): printable
+ * ASCII without spaces, slashes or anything that would need escaping in a
+ * URL path or header. */
+static int config_get_ident(struct config_loader *ld, json_t *o,
+			    const char *key, const char *section, bool required,
+			    char **slot)
+{
+	char path[CONFIG_KEYPATH_MAX], shown[CONFIG_SHOW_MAX];
+	const char *s = NULL;
+	config_path_key(path, section, key);
+	if (config_get_string(ld, o, key, section, &s) != 0)
+		return -1;
+	if (!s)
+		return required ? config_fail(ld, "%s: missing", path) : 0;
+	if (strlen(s) > 128)
+		return config_fail(ld, "%s: longer than 128 characters", path);
+	for (const char *c = s; *c; c++)
+		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+		      (*c >= '0' && *c <= '9') || *c == '.' || *c == '-' ||
+		      *c == '_'))
+			return config_fail(ld, "%s: %s may hold only letters, "
+					   "digits, '.', '-' and '_'", path,
+					   config_show(shown, sizeof shown, s));
+	return config_dup(ld, slot, s);
+}
+
+static int config_sms_http(struct config_loader *ld, json_t *sms,
+			   bool required)
+{
+	static const char *const known[] = {
+		"kind", "url", "account_sid", "auth_token_env",
+		"auth_token_file", "connections", "ca_file", "timeout", NULL
+	};
+	static const char *const kinds[] = { "twilio", "json", NULL };
+	static const char section[] = "sms.http";
+	struct sms_http_conf *h = &ld->cfg->sms_http;
+	json_t *o;
+	if (config_get_object(ld, sms, "http", "sms", &o) != 0)
+		return -1;
+	if (!o)
+		return required ? config_fail(ld, "sms.http: required when "
+					      "sms.transport is \"http\"") : 0;
+	if (config_check_keys(ld, o, section, known, NULL) != 0)
+		return -1;
+	int k = SMS_GATEWAY_TWILIO;
+	if (config_get_enum(ld, o, "kind", section, kinds, &k) != 0)
+		return -1;
+	h->kind = (enum sms_gateway)k;
+	bool twilio = h->kind == SMS_GATEWAY_TWILIO;
+	if (config_http_common(ld, o, section,
+			       twilio ? "https://api.twilio.com" : NULL,
+			       CONFIG_HTTP_CONNECTIONS_DEFAULT, &h->http) != 0)
+		return -1;
+	if (config_get_ident(ld, o, "account_sid", section, twilio,
+			     &h->account_sid) != 0)
+		return -1;
+	if (config_secret_pair(ld, o, section, "auth_token", &h->auth_token) != 0)
+		return -1;
+	if (twilio && !h->auth_token)
+		return config_fail(ld, "sms.http.auth_token_env: required for "
+				   "kind \"twilio\" (or sms.http.auth_token_file)");
+	return 0;
+}
+
+static int config_fcm(struct config_loader *ld, json_t *push)
+{
+	static const char *const known[] = {
+		"url", "project_id", "service_account_file", "ca_file",
+		"timeout", "connections", NULL
+	};
+	static const char section[] = "push.fcm";
+	struct fcm_conf *f = &ld->cfg->fcm;
+	char path[CONFIG_KEYPATH_MAX];
+	const char *s = NULL;
+	json_t *o;
+	if (config_get_object(ld, push, "fcm", "push", &o) != 0)
+		return -1;
+	if (!o)
+		return 0;
+	if (config_check_keys(ld, o, section, known, NULL) != 0)
+		return -1;
+	f->set = true;
+	if (config_http_common(ld, o, section, "https://fcm.googleapis.com",
+			       CONFIG_HTTP_CONNECTIONS_DEFAULT, &f->http) != 0 ||
+	    config_get_ident(ld, o, "project_id", section, false,
+			     &f->project_id) != 0)
+		return -1;
+	config_path_key(path, section, "service_account_file");
+	if (config_get_string(ld, o, "service_account_file", section, &s) != 0)
+		return -1;
+	if (!s)
+		return config_fail(ld, "%s: missing", path);
+	f->service_account_file = config_join(ld->cfg->dir, s);
+	if (!f->service_account_file)
+		return config_oom(ld);
+	return config_check_secret_file(ld, path, f->service_account_file);
+}
+
+static int config_apns(struct config_loader *ld, json_t *push)
+{
+	static const char *const known[] = {
+		"url", "topic", "key_file", "key_id", "team_id", "ca_file",
+		"timeout", "connections", NULL
+	};
+	static const char section[] = "push.apns";
+	struct apns_conf *a = &ld->cfg->apns;
+	char path[CONFIG_KEYPATH_MAX];
+	const char *s = NULL;
+	json_t *o;
+	if (config_get_object(ld, push, "apns", "push", &o) != 0)
+		return -1;
+	if (!o)
+		return 0;
+	if (config_check_keys(ld, o, section, known, NULL) != 0)
+		return -1;
+	a->set = true;
+	if (config_http_common(ld, o, section, "https://api.push.apple.com",
+			       CONFIG_APNS_CONNECTIONS_DEFAULT, &a->http) != 0 ||
+	    config_get_ident(ld, o, "topic", section, true, &a->topic) != 0 ||
+	    config_get_ident(ld, o, "key_id", section, true, &a->key_id) != 0 ||
+	    config_get_ident(ld, o, "team_id", section, true, &a->team_id) != 0)
+		return -1;
+	config_path_key(path, section, "key_file");
+	if (config_get_string(ld, o, "key_file", section, &s) != 0)
+		return -1;
+	if (!s)
+		return config_fail(ld, "%s: missing", path);
+	a->key_file = config_join(ld->cfg->dir, s);
+	if (!a->key_file)
+		return config_oom(ld);
+	return config_check_secret_file(ld, path, a->key_file);
+}
+
+static void config_http_free(struct http_conf *h)
+{
+	free(h->url);
+	free(h->ca_file);
+}
+
 static int config_sms(struct config_loader *ld, json_t *root)
 {
 	static const char *const known[] = {
-		"transport", "file", "from", "on_ambiguous", "footer", NULL
+		"transport", "file", "from", "on_ambiguous", "footer", "http",
+		NULL
 	};
-	static const char *const later[] = { "http", NULL };
 	static const char *const transports[] = { "file", "http", NULL };
 	static const char *const ambiguous[] = { "fail", "retry", NULL };
 	struct config *cfg = ld->cfg;
@@ -979,14 +1296,14 @@ static int config_sms(struct config_loader *ld, json_t *root)
 	if (config_get_object(ld, root, "sms", NULL, &o) != 0)
 		return -1;
 	if (o) {
-		if (config_check_keys(ld, o, "sms", known, later) != 0)
+		if (config_check_keys(ld, o, "sms", known, NULL) != 0)
 			return -1;
 		int t = TRANSPORT_FILE;
 		if (config_get_enum(ld, o, "transport", "sms", transports, &t) != 0)
 			return -1;
-		if (t == TRANSPORT_HTTP)
-			return config_fail(ld, "not supported yet: sms.http");
 		cfg->sms_transport = (enum file_or_http)t;
+		if (config_sms_http(ld, o, t == TRANSPORT_HTTP) != 0)
+			return -1;
 		const char *from = NULL;
 		if (config_get_string(ld, o, "from", "sms", &from) != 0)
 			return -1;
@@ -1002,7 +1319,8 @@ static int config_sms(struct config_loader *ld, json_t *root)
 		if (config_get_enum(ld, o, "on_ambiguous", "sms", ambiguous, &a) != 0)
 			return -1;
 		cfg->sms_on_ambiguous = (enum on_ambiguous)a;
-		if (config_footer(ld, o) != 0)
+		if (config_locale_texts(ld, o, "sms", "footer", &cfg->sms_footer,
+					&cfg->n_sms_footer) != 0)
 			return -1;
 	}
 	return config_get_path(ld, o, "file", "sms", cfg->data_dir,
@@ -1011,26 +1329,407 @@ static int config_sms(struct config_loader *ld, json_t *root)
 
 static int config_push(struct config_loader *ld, json_t *root)
 {
-	static const char *const known[] = { "transport", "file", NULL };
-	static const char *const later[] = { "fcm", "apns", NULL };
+	static const char *const known[] = {
+		"transport", "file", "fcm", "apns", NULL
+	};
 	static const char *const transports[] = { "file", "http", NULL };
 	struct config *cfg = ld->cfg;
 	json_t *o;
 	if (config_get_object(ld, root, "push", NULL, &o) != 0)
 		return -1;
 	if (o) {
-		if (config_check_keys(ld, o, "push", known, later) != 0)
+		if (config_check_keys(ld, o, "push", known, NULL) != 0)
 			return -1;
 		int t = TRANSPORT_FILE;
 		if (config_get_enum(ld, o, "transport", "push", transports, &t) != 0)
 			return -1;
-		if (t == TRANSPORT_HTTP)
-			return config_fail(ld, "not supported yet: push.transport "
-					   "\"http\" (push.fcm, push.apns)");
 		cfg->push_transport = (enum file_or_http)t;
+		if (config_fcm(ld, o) != 0 || config_apns(ld, o) != 0)
+			return -1;
+		if (t == TRANSPORT_HTTP && !cfg->fcm.set && !cfg->apns.set)
+			return config_fail(ld, "push.fcm: push.transport \"http\" "
+					   "needs push.fcm or push.apns (or both)");
 	}
 	return config_get_path(ld, o, "file", "push", cfg->data_dir,
 			       "outbox/push.jsonl", &cfg->push_file);
+}
+
+/* ---- quiet_hours, unsubscribe, sequences ------------------------------ */
+
+static int config_url_path(struct config_loader *ld, const char *url,
+			   char **slot);
+static bool config_name_ok(const char *s);
+
+/* "HH:MM" (00:00..23:59) into minutes after midnight. */
+static int config_get_clock(struct config_loader *ld, json_t *o,
+			    const char *key, const char *section, int *out)
+{
+	char path[CONFIG_KEYPATH_MAX], shown[CONFIG_SHOW_MAX];
+	const char *s = NULL;
+	config_path_key(path, section, key);
+	if (config_get_string(ld, o, key, section, &s) != 0)
+		return -1;
+	if (!s)
+		return config_fail(ld, "%s: missing", path);
+	if (strlen(s) != 5 || s[2] != ':' || s[0] < '0' || s[0] > '2' ||
+	    s[1] < '0' || s[1] > '9' || s[3] < '0' || s[3] > '5' ||
+	    s[4] < '0' || s[4] > '9' || (s[0] - '0') * 10 + (s[1] - '0') > 23)
+		return config_fail(ld, "%s: %s is not a time of day \"HH:MM\" "
+				   "(00:00 to 23:59)", path,
+				   config_show(shown, sizeof shown, s));
+	*out = ((s[0] - '0') * 10 + (s[1] - '0')) * 60 +
+	       (s[3] - '0') * 10 + (s[4] - '0');
+	return 0;
+}
+
+/* TZDB_PENDING */
+static bool config_tz_known(const char *tz)
+{
+	char path[512];
+	struct stat st;
+	if (strstr(tz, "..") || tz[0] == '/')
+		return false;
+	snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int config_quiet(struct config_loader *ld, json_t *root)
+{
+	static const char *const known[] = {
+		"start", "end", "default_tz", "channels", NULL
+	};
+	static const char section[] = "quiet_hours";
+	struct quiet_conf *q = &ld->cfg->quiet;
+	char path[CONFIG_KEYPATH_MAX], shown[CONFIG_SHOW_MAX];
+	json_t *o;
+	if (config_get_object(ld, root, "quiet_hours", NULL, &o) != 0)
+		return -1;
+	if (!o)
+		return 0;
+	if (config_check_keys(ld, o, section, known, NULL) != 0 ||
+	    config_get_clock(ld, o, "start", section, &q->start_min) != 0 ||
+	    config_get_clock(ld, o, "end", section, &q->end_min) != 0)
+		return -1;
+	if (q->start_min == q->end_min)
+		return config_fail(ld, "quiet_hours.end: the same time as "
+				   "quiet_hours.start (leave quiet_hours out "
+				   "for none)");
+	const char *tz = "UTC";
+	if (config_get_string(ld, o, "default_tz", section, &tz) != 0)
+		return -1;
+	if (!config_tz_known(tz))
+		return config_fail(ld, "quiet_hours.default_tz: %s is not a "
+				   "time zone of the system's tz database "
+				   "(e.g. Asia/Shanghai)",
+				   config_show(shown, sizeof shown, tz));
+	if (config_dup(ld, &q->default_tz, tz) != 0)
+		return -1;
+	json_t *chs = json_object_get(o, "channels");
+	if (!chs) {
+		q->channels[CH_SMS] = q->channels[CH_PUSH] = true;
+	} else {
+		if (!json_is_array(chs) || json_array_size(chs) == 0)
+			return config_fail(ld, "quiet_hours.channels: expected a "
+					   "non-empty array of \"email\", \"sms\" "
+					   "or \"push\"");
+		size_t i;
+		json_t *c;
+		json_array_foreach(chs, i, c) {
+			config_path_index(path, "quiet_hours.channels", i);
+			int ch = json_is_string(c)
+					 ? channel_parse(json_string_value(c), 0)
+					 : -1;
+			if (ch < 0)
+				return config_fail(ld, "%s: expected \"email\", "
+						   "\"sms\" or \"push\"", path);
+			q->channels[ch] = true;
+		}
+	}
+	q->set = true;
+	return 0;
+}
+
+/* "127.0.0.1:8025" or "[::1]:8025": a numeric address and a port. */
+static int config_listen(struct config_loader *ld, const char *path,
+			 const char *s, struct unsubscribe_conf *u)
+{
+	char shown[CONFIG_SHOW_MAX], host[INET6_ADDRSTRLEN + 2];
+	unsigned char probe[sizeof(struct in6_addr)];
+	const char *colon = strrchr(s, ':');
+	const char *h = s;
+	size_t hl = colon ? (size_t)(colon - s) : 0;
+	if (hl >= 2 && s[0] == '[' && s[hl - 1] == ']') {
+		h = s + 1;
+		hl -= 2;
+	}
+	char *end = NULL;
+	long port = colon ? strtol(colon + 1, &end, 10) : 0;
+	if (!colon || hl == 0 || hl >= sizeof host || !end || *end ||
+	    end == colon + 1 || port < 1 || port > 65535)
+		goto bad;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	if (inet_pton(AF_INET, host, probe) != 1 &&
+	    inet_pton(AF_INET6, host, probe) != 1)
+		goto bad;
+	u->listen_port = (int)port;
+	return config_dup(ld, &u->listen_host, host);
+bad:
+	return config_fail(ld, "%s: %s is not \"address:port\" with a numeric "
+			   "address (e.g. 127.0.0.1:8025, [::1]:8025)", path,
+			   config_show(shown, sizeof shown, s));
+}
+
+static int config_unsubscribe(struct config_loader *ld, json_t *root)
+{
+	static const char *const known[] = {
+		"listen", "public_url", "secret_env", "secret_file", "mailto",
+		"footer", NULL
+	};
+	static const char section[] = "unsubscribe";
+	struct unsubscribe_conf *u = &ld->cfg->unsub;
+	char shown[CONFIG_SHOW_MAX], addr[320];
+	const char *s = NULL;
+	json_t *o;
+	if (config_get_object(ld, root, "unsubscribe", NULL, &o) != 0)
+		return -1;
+	if (!o)
+		return 0;
+	if (config_check_keys(ld, o, section, known, NULL) != 0)
+		return -1;
+	if (config_get_string(ld, o, "listen", section, &s) != 0)
+		return -1;
+	if (config_listen(ld, "unsubscribe.listen", s ? s : "127.0.0.1:8025",
+			  u) != 0)
+		return -1;
+	s = NULL;
+	if (config_get_string(ld, o, "public_url", section, &s) != 0)
+		return -1;
+	if (!s)
+		return config_fail(ld, "unsubscribe.public_url: missing (the "
+				   "https:// address the listener is reached "
+				   "at from outside)");
+	if (config_base_url(ld, "unsubscribe.public_url", s,
+			    &u->public_url) != 0)
+		return -1;
+	if (config_url_path(ld, u->public_url, &u->public_path) != 0)
+		return -1;
+	s = NULL;
+	if (config_get_string(ld, o, "mailto", section, &s) != 0)
+		return -1;
+	if (s) {
+		if (address_email_normalize(s, addr, sizeof addr) != 0)
+			return config_fail(ld, "unsubscribe.mailto: %s is not an "
+					   "address \"user@domain\"",
+					   config_show(shown, sizeof shown, s));
+		if (config_dup(ld, &u->mailto, s) != 0)
+			return -1;
+	}
+	if (config_locale_texts(ld, o, section, "footer", &u->footer,
+				&u->n_footer) != 0)
+		return -1;
+	for (size_t i = 0; i < u->n_footer; i++)
+		if (!strstr(u->footer[i].text, "{{unsubscribe_url}}"))
+			return config_fail(ld, "unsubscribe.footer.%s: must "
+					   "contain {{unsubscribe_url}}",
+					   u->footer[i].locale);
+	if (config_secret_pair(ld, o, section, "secret", &u->secret) != 0)
+		return -1;
+	if (!u->secret)
+		return config_fail(ld, "unsubscribe.secret_env: missing (or "
+				   "unsubscribe.secret_file): the key that "
+				   "signs unsubscribe links");
+	u->set = true;
+	return 0;
+}
+
+/* The path part of a base URL ("" or "/rouse"). */
+static int config_url_path(struct config_loader *ld, const char *url,
+			   char **slot)
+{
+	char *path = NULL;
+	CURLU *u = curl_url();
+	if (!u)
+		return config_oom(ld);
+	int rc = -1;
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK) {
+		size_t n = strlen(path);
+		while (n > 0 && path[n - 1] == '/')
+			path[--n] = '\0';
+		rc = config_dup(ld, slot, path);
+	} else {
+		config_oom(ld);
+	}
+	curl_free(path);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+static int config_step(struct config_loader *ld, json_t *o, const char *path,
+		       struct seq_step *st)
+{
+	static const char *const known[] = {
+		"after", "channel", "template", "vars", "expires_after", NULL
+	};
+	char key[CONFIG_KEYPATH_MAX];
+	const char *s = NULL;
+	if (!json_is_object(o))
+		return config_fail(ld, "%s: expected an object, got %s", path,
+				   config_json_kind(o));
+	if (config_check_keys(ld, o, path, known, NULL) != 0)
+		return -1;
+	config_path_key(key, path, "after");
+	if (!json_object_get(o, "after"))
+		return config_fail(ld, "%s: missing", key);
+	if (config_get_duration(ld, o, "after", path, 0, &st->after_ms,
+				NULL) != 0 ||
+	    config_get_duration(ld, o, "expires_after", path, 1,
+				&st->expires_after_ms, NULL) != 0)
+		return -1;
+	config_path_key(key, path, "channel");
+	if (config_get_string(ld, o, "channel", path, &s) != 0)
+		return -1;
+	if (!s)
+		return config_fail(ld, "%s: missing", key);
+	st->channel = channel_parse(s, 0);
+	if (st->channel < 0)
+		return config_fail(ld, "%s: expected \"email\", \"sms\" or "
+				   "\"push\"", key);
+	s = NULL;
+	config_path_key(key, path, "template");
+	if (config_get_string(ld, o, "template", path, &s) != 0)
+		return -1;
+	if (!s)
+		return config_fail(ld, "%s: missing", key);
+	if (config_dup(ld, &st->template_name, s) != 0)
+		return -1;
+	json_t *vars = json_object_get(o, "vars");
+	if (vars) {
+		config_path_key(key, path, "vars");
+		if (!json_is_object(vars))
+			return config_fail(ld, "%s: expected an object, got %s",
+					   key, config_json_kind(vars));
+		st->vars_json = json_dumps(vars, JSON_COMPACT);
+		if (!st->vars_json)
+			return config_oom(ld);
+	}
+	return 0;
+}
+
+static int config_sequence(struct config_loader *ld, const char *name,
+			   json_t *o, struct sequence *seq)
+{
+	static const char *const known[] = { "exit_on", "steps", NULL };
+	char path[CONFIG_KEYPATH_MAX], item[CONFIG_KEYPATH_MAX];
+	config_path_key(path, "sequences", name);
+	if (!json_is_object(o))
+		return config_fail(ld, "%s: expected an object, got %s", path,
+				   config_json_kind(o));
+	if (config_check_keys(ld, o, path, known, NULL) != 0)
+		return -1;
+	if (config_dup(ld, &seq->name, name) != 0)
+		return -1;
+	json_t *exits = json_object_get(o, "exit_on");
+	config_path_key(item, path, "exit_on");
+	if (exits && !json_is_array(exits))
+		return config_fail(ld, "%s: expected an array of event names",
+				   item);
+	if (exits && json_array_size(exits)) {
+		seq->exit_on = calloc(json_array_size(exits), sizeof(char *));
+		if (!seq->exit_on)
+			return config_oom(ld);
+		size_t i;
+		json_t *e;
+		json_array_foreach(exits, i, e) {
+			config_path_index(item, item, 0);
+			if (!json_is_string(e) || json_string_length(e) == 0 ||
+			    json_string_length(e) > 128)
+				return config_fail(ld, "%s.exit_on[%zu]: expected "
+						   "an event name", path, i);
+			if (config_dup(ld, &seq->exit_on[seq->n_exit_on++],
+				       json_string_value(e)) != 0)
+				return -1;
+		}
+	}
+	json_t *steps = json_object_get(o, "steps");
+	config_path_key(item, path, "steps");
+	if (!json_is_array(steps) || json_array_size(steps) == 0)
+		return config_fail(ld, "%s: expected a non-empty array of "
+				   "steps", item);
+	if (json_array_size(steps) > CONFIG_SEQ_STEPS_MAX)
+		return config_fail(ld, "%s: more than %d steps", item,
+				   CONFIG_SEQ_STEPS_MAX);
+	seq->steps = calloc(json_array_size(steps), sizeof *seq->steps);
+	if (!seq->steps)
+		return config_oom(ld);
+	size_t i;
+	json_t *st;
+	json_array_foreach(steps, i, st) {
+		char sp[CONFIG_KEYPATH_MAX];
+		config_path_index(sp, item, i);
+		seq->n_steps = i + 1;
+		if (config_step(ld, st, sp, &seq->steps[i]) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int config_sequences(struct config_loader *ld, json_t *root)
+{
+	struct config *cfg = ld->cfg;
+	char shown[CONFIG_SHOW_MAX];
+	json_t *o;
+	if (config_get_object(ld, root, "sequences", NULL, &o) != 0)
+		return -1;
+	if (!o || json_object_size(o) == 0)
+		return 0;
+	cfg->sequences = calloc(json_object_size(o), sizeof *cfg->sequences);
+	if (!cfg->sequences)
+		return config_oom(ld);
+	const char *name;
+	json_t *seq;
+	json_object_foreach(o, name, seq) {
+		if (!config_name_ok(name))
+			return config_fail(ld, "sequences: %s is not a sequence "
+					   "name (letters, digits, '_', '-', "
+					   "'.', at most 64)",
+					   config_show(shown, sizeof shown, name));
+		cfg->n_sequences++;
+		if (config_sequence(ld, name, seq,
+				    &cfg->sequences[cfg->n_sequences - 1]) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static bool config_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '-' ||
+		      *s == '.'))
+			return false;
+	return true;
+}
+
+static void config_sequences_free(struct sequence *seqs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(seqs[i].name);
+		for (size_t j = 0; j < seqs[i].n_exit_on; j++)
+			free(seqs[i].exit_on[j]);
+		free(seqs[i].exit_on);
+		for (size_t j = 0; j < seqs[i].n_steps; j++) {
+			free(seqs[i].steps[j].template_name);
+			free(seqs[i].steps[j].vars_json);
+		}
+		free(seqs[i].steps);
+	}
+	free(seqs);
 }
 
 static int config_per_user(struct config_loader *ld, json_t *limits)
@@ -1179,10 +1878,10 @@ static int config_top(struct config_loader *ld, json_t *root)
 {
 	static const char *const known[] = {
 		"data_dir", "templates", "default_locale", "intake", "email",
-		"sms", "push", "limits", "retry", NULL
+		"sms", "push", "limits", "retry", "sequences", NULL
 	};
 	static const char *const later[] = {
-		"quiet_hours", "unsubscribe", "sequences", NULL
+		"quiet_hours", "unsubscribe", NULL
 	};
 	struct config *cfg = ld->cfg;
 	char shown[CONFIG_SHOW_MAX];
@@ -1206,17 +1905,41 @@ static int config_top(struct config_loader *ld, json_t *root)
 	}
 	if (config_intake(ld, root) != 0 || config_email(ld, root) != 0 ||
 	    config_sms(ld, root) != 0 || config_push(ld, root) != 0 ||
-	    config_limits(ld, root) != 0 || config_retry(ld, root) != 0)
+	    config_limits(ld, root) != 0 || config_retry(ld, root) != 0 ||
+	    config_quiet(ld, root) != 0 || config_unsubscribe(ld, root) != 0 ||
+	    config_sequences(ld, root) != 0)
 		return -1;
+	return 0;
+}
+
+struct config_default_text { const char *locale, *text; };
+
+static int config_default_texts(const struct config_default_text *d, size_t n,
+				struct locale_text **items, size_t *n_items)
+{
+	*items = calloc(n, sizeof **items);
+	if (!*items)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		(*items)[i].locale = strdup(d[i].locale);
+		(*items)[i].text = strdup(d[i].text);
+		*n_items = i + 1;
+		if (!(*items)[i].locale || !(*items)[i].text)
+			return -1;
+	}
 	return 0;
 }
 
 /* Fields that do not depend on the file's location or data_dir. */
 static int config_defaults(struct config *cfg)
 {
-	static const struct { const char *locale, *text; } footers[] = {
+	static const struct config_default_text sms_footers[] = {
 		{ "en", "Reply STOP to opt out" },
 		{ "zh", "\xe5\x9b\x9e\xe5\xa4\x8d" "TD" "\xe9\x80\x80\xe8\xae\xa2" },
+	};
+	static const struct config_default_text unsub_footers[] = {
+		{ "en", "Unsubscribe: {{unsubscribe_url}}" },
+		{ "zh", "\xe9\x80\x80\xe8\xae\xa2: {{unsubscribe_url}}" },
 	};
 	cfg->default_locale = strdup("en");
 	cfg->email_from = strdup("rouse <noreply@localhost>");
@@ -1236,17 +1959,13 @@ static int config_defaults(struct config *cfg)
 	cfg->retry_max_attempts = 8;
 	cfg->retry_base_ms = 30 * 1000;
 	cfg->retry_max_ms = 3600 * 1000;
-	size_t n = sizeof footers / sizeof footers[0];
-	cfg->sms_footer = calloc(n, sizeof *cfg->sms_footer);
-	if (!cfg->default_locale || !cfg->email_from || !cfg->sms_footer)
+	if (!cfg->default_locale || !cfg->email_from)
 		return -1;
-	for (size_t i = 0; i < n; i++) {
-		cfg->sms_footer[i].locale = strdup(footers[i].locale);
-		cfg->sms_footer[i].text = strdup(footers[i].text);
-		cfg->n_sms_footer = i + 1;
-		if (!cfg->sms_footer[i].locale || !cfg->sms_footer[i].text)
-			return -1;
-	}
+	if (config_default_texts(sms_footers, 2, &cfg->sms_footer,
+				 &cfg->n_sms_footer) != 0 ||
+	    config_default_texts(unsub_footers, 2, &cfg->unsub.footer,
+				 &cfg->unsub.n_footer) != 0)
+		return -1;
 	return 0;
 }
 
@@ -1379,12 +2098,30 @@ void config_free(struct config *cfg)
 	free(cfg->smtp.envelope_from);
 	free(cfg->sms_file);
 	free(cfg->sms_from);
-	for (size_t i = 0; i < cfg->n_sms_footer; i++) {
-		free(cfg->sms_footer[i].locale);
-		free(cfg->sms_footer[i].text);
-	}
-	free(cfg->sms_footer);
+	config_locale_texts_free(cfg->sms_footer, cfg->n_sms_footer);
 	free(cfg->push_file);
+	config_http_free(&cfg->sms_http.http);
+	free(cfg->sms_http.account_sid);
+	if (cfg->sms_http.auth_token)
+		config_wipe_free(cfg->sms_http.auth_token,
+				 strlen(cfg->sms_http.auth_token));
+	config_http_free(&cfg->fcm.http);
+	free(cfg->fcm.service_account_file);
+	free(cfg->fcm.project_id);
+	config_http_free(&cfg->apns.http);
+	free(cfg->apns.topic);
+	free(cfg->apns.key_file);
+	free(cfg->apns.key_id);
+	free(cfg->apns.team_id);
+	free(cfg->unsub.listen_host);
+	free(cfg->unsub.public_url);
+	free(cfg->unsub.public_path);
+	if (cfg->unsub.secret)
+		config_wipe_free(cfg->unsub.secret, strlen(cfg->unsub.secret));
+	free(cfg->unsub.mailto);
+	config_locale_texts_free(cfg->unsub.footer, cfg->unsub.n_footer);
+	free(cfg->quiet.default_tz);
+	config_sequences_free(cfg->sequences, cfg->n_sequences);
 	free(cfg->caps);
 	free(cfg);
 }

@@ -9,18 +9,24 @@
 #include "channel.h"
 #include "deliver.h"
 #include "email.h"
+#include "listener.h"
 #include "log.h"
 #include "outbox.h"
+#include "pushgw.h"
 #include "render.h"
+#include "smsgw.h"
 #include "smtp.h"
 #include "timefmt.h"
 
 struct deliver {
 	const struct config *cfg;
 	const struct templates *templates;
+	const struct unsub_keys *unsub_keys;
 	struct store *store;
 	struct outbox *outbox;
 	struct smtp_transport *smtp;  /* email.transport "smtp", else NULL */
+	struct smsgw *smsgw;          /* sms.transport "http", else NULL */
+	struct pushgw *pushgw;        /* push.transport "http", else NULL */
 	deliver_finished_fn finished;
 	void *ud;
 	size_t in_flight;
@@ -65,6 +71,28 @@ static int64_t backoff_ms(const struct config *cfg, int attempts)
 	return (int64_t)ceil(jittered);
 }
 
+/* Commits c (kind, reason, detail and the transport's extras set by the
+ * caller) as the job's outcome. A retry goes no sooner than the backoff
+ * or the provider's own not-before (c->retry_at), whichever is later. */
+static void commit_outcome(struct deliver *d, const struct job *job,
+			   struct completion *c, int64_t pause_until_ms)
+{
+	c->rowid = job->rowid;
+	c->now = time_now_ms();
+	if (c->kind == OUTCOME_RETRY) {
+		int64_t backoff = c->now + backoff_ms(d->cfg, job->attempts);
+		if (c->retry_at < backoff)
+			c->retry_at = backoff;
+	}
+	struct pending *p = malloc(sizeof *p);
+	if (!p)
+		abort();
+	p->d = d;
+	p->channel = job->channel;
+	p->pause_until_ms = pause_until_ms;
+	store_complete(d->store, c, on_committed, p);
+}
+
 static void record_outcome_full(struct deliver *d, const struct job *job,
 				enum outcome_kind kind, const char *reason,
 				const char *detail,
@@ -72,10 +100,7 @@ static void record_outcome_full(struct deliver *d, const struct job *job,
 				const char *suppress_source,
 				int64_t pause_until_ms)
 {
-	struct completion c = { .rowid = job->rowid, .kind = kind };
-	c.now = time_now_ms();
-	if (kind == OUTCOME_RETRY)
-		c.retry_at = c.now + backoff_ms(d->cfg, job->attempts);
+	struct completion c = { .kind = kind };
 	snprintf(c.detail, sizeof c.detail, "%s", detail ? detail : "");
 	snprintf(c.reason, sizeof c.reason, "%s", reason ? reason : "");
 	snprintf(c.suppress_source, sizeof c.suppress_source, "%s",
@@ -85,13 +110,7 @@ static void record_outcome_full(struct deliver *d, const struct job *job,
 			 sms_encoding_name(sms->encoding));
 		c.segments = sms->segments;
 	}
-	struct pending *p = malloc(sizeof *p);
-	if (!p)
-		abort();
-	p->d = d;
-	p->channel = job->channel;
-	p->pause_until_ms = pause_until_ms;
-	store_complete(d->store, &c, on_committed, p);
+	commit_outcome(d, job, &c, pause_until_ms);
 }
 
 static void record_outcome(struct deliver *d, const struct job *job,
@@ -102,6 +121,27 @@ static void record_outcome(struct deliver *d, const struct job *job,
 }
 
 /* ------------------------------------------------------------ building */
+
+/* vars.unsubscribe_url: the job's one-click link, signed for its user,
+ * address and id (a value given by the client is replaced). */
+static int add_unsubscribe_url(struct deliver *d, const struct job *job,
+			       json_t **vars)
+{
+	struct unsub_subject sub = { .channel = CH_EMAIL };
+	snprintf(sub.user, sizeof sub.user, "%s", job->user);
+	snprintf(sub.address, sizeof sub.address, "%s", job->recipient);
+	memcpy(sub.job_id, job->id, sizeof sub.job_id);
+	char *token = unsub_token_mint(d->unsub_keys, &sub);
+	char *url = token ? listener_unsubscribe_url(d->cfg, token) : NULL;
+	free(token);
+	if (!url)
+		return -1;
+	if (!*vars)
+		*vars = json_object();
+	json_object_set_new(*vars, "unsubscribe_url", json_string(url));
+	free(url);
+	return 0;
+}
 
 static char *json_line(json_t *obj, size_t *len)
 {
@@ -188,6 +228,7 @@ static struct email_draft *draft_email(const struct deliver *d,
 
 /* A job between its hand-off to a transport and the transport's answer. */
 struct flight {
+	struct deliver *d;
 	struct job *job;
 	struct sms_measure sms;
 };
@@ -234,6 +275,61 @@ static void on_smtp_done(void *ctx, struct smtp_item *it)
 	job_free(f->job);
 	free(f);
 	smtp_item_free(it);
+}
+
+static void on_gateway_done(void *ud, const struct gw_outcome *o)
+{
+	struct flight *f = ud;
+	struct deliver *d = f->d;
+	struct completion c = {
+		.kind = o->verdict == GW_SENT    ? OUTCOME_SENT
+			: o->verdict == GW_RETRY ? OUTCOME_RETRY
+						 : OUTCOME_FAILED,
+		.retry_at = o->not_before_ms,
+		.token_dead = o->token_dead,
+	};
+	snprintf(c.detail, sizeof c.detail, "%s", o->detail);
+	snprintf(c.reason, sizeof c.reason, "%s", o->reason);
+	snprintf(c.suppress_source, sizeof c.suppress_source, "%s",
+		 o->suppress_source);
+	snprintf(c.provider_ref, sizeof c.provider_ref, "%s", o->provider_ref);
+	if (f->job->channel == CH_SMS) {
+		snprintf(c.encoding, sizeof c.encoding, "%s",
+			 sms_encoding_name(f->sms.encoding));
+		c.segments = f->sms.segments;
+	}
+	commit_outcome(d, f->job, &c, o->pause_until_ms);
+	job_free(f->job);
+	free(f);
+}
+
+/* SMS and push to their HTTP gateways: the rendered parts go as they are
+ * (the gateway builds the request). Takes f. */
+static void hand_to_gateway(struct deliver *d, struct flight *f,
+			    const struct rendered *r)
+{
+	const struct job *job = f->job;
+	if (job->channel == CH_SMS) {
+		smsgw_send(d->smsgw, job->id, job->recipient, r->sms,
+			   on_gateway_done, f);
+		return;
+	}
+	struct push_message m = {
+		.job_id = job->id,
+		.platform = job->platform,
+		.token = job->recipient,
+		.title = r->push_title,
+		.body = r->push_body,
+		.template_name = job->template_name,
+		.expires_ms = job->expires_ms,
+	};
+	pushgw_send(d->pushgw, &m, on_gateway_done, f);
+}
+
+static bool via_gateway(const struct deliver *d, int channel)
+{
+	return (channel == CH_SMS && d->smsgw) ||
+	       (channel == CH_PUSH && d->pushgw);
 }
 
 /* Hands the built bytes (or the email draft) to the job's transport;
@@ -290,9 +386,29 @@ int deliver_job(struct deliver *d, struct job *job)
 			 job->template_name);
 		goto failed;
 	}
+	if (job->channel == CH_EMAIL && d->unsub_keys &&
+	    !template_is_transactional(set) &&
+	    add_unsubscribe_url(d, job, &vars) != 0) {
+		snprintf(err, sizeof err, "cannot make the unsubscribe link");
+		goto failed;
+	}
 	if (render_message(d->cfg, d->templates, set, job->channel, job->locale,
 			   vars, &r, err, sizeof err) != 0)
 		goto failed;
+	if (job->channel == CH_SMS)
+		quantity = r.sms_measure.segments;
+	if (via_gateway(d, job->channel)) {
+		struct flight *f = malloc(sizeof *f);
+		if (!f) {
+			snprintf(err, sizeof err, "out of memory");
+			goto failed;
+		}
+		*f = (struct flight){ .d = d, .job = job, .sms = r.sms_measure };
+		hand_to_gateway(d, f, &r);
+		rendered_release(&r);
+		json_decref(vars);
+		return quantity;
+	}
 	struct email_draft *draft = NULL;
 	if (job->channel == CH_EMAIL)
 		draft = draft_email(d, job, vars, &r);
@@ -305,13 +421,9 @@ int deliver_job(struct deliver *d, struct job *job)
 			snprintf(err, sizeof err, "cannot build the message");
 		goto failed;
 	}
-	if (job->channel == CH_SMS)
-		quantity = r.sms_measure.segments;
 	struct flight *f = malloc(sizeof *f);
-	if (f) {
-		f->job = job;
-		f->sms = r.sms_measure;
-	}
+	if (f)
+		*f = (struct flight){ .d = d, .job = job, .sms = r.sms_measure };
 	if (!f || hand_over(d, f, data, len, draft) != 0) {
 		free(f);
 		free(data);
@@ -349,8 +461,9 @@ void deliver_release(struct deliver *d)
 bool deliver_already_done(void *deliver, const struct job *job)
 {
 	struct deliver *d = deliver;
-	if (job->channel == CH_EMAIL && d->smtp)
-		return false; /* only the receiving MTA knows */
+	if ((job->channel == CH_EMAIL && d->smtp) ||
+	    via_gateway(d, job->channel))
+		return false; /* only the receiving server knows */
 	return outbox_holds(d->outbox, job);
 }
 
@@ -358,6 +471,10 @@ int deliver_capacity(const struct deliver *d, int channel)
 {
 	if (channel == CH_EMAIL && d->smtp)
 		return smtp_capacity(d->cfg);
+	if (channel == CH_SMS && d->smsgw)
+		return smsgw_capacity(d->smsgw);
+	if (channel == CH_PUSH && d->pushgw)
+		return pushgw_capacity(d->pushgw);
 	return outbox_capacity(channel);
 }
 
@@ -367,7 +484,8 @@ size_t deliver_in_flight(const struct deliver *d)
 }
 
 int deliver_open(uv_loop_t *loop, const struct config *cfg,
-		 const struct templates *templates, struct store *store,
+		 const struct templates *templates,
+		 const struct unsub_keys *keys, struct store *store,
 		 deliver_finished_fn finished, void *ud, struct deliver **out,
 		 char *err, size_t errlen)
 {
@@ -378,6 +496,7 @@ int deliver_open(uv_loop_t *loop, const struct config *cfg,
 	}
 	d->cfg = cfg;
 	d->templates = templates;
+	d->unsub_keys = keys;
 	d->store = store;
 	d->finished = finished;
 	d->ud = ud;
@@ -388,24 +507,45 @@ int deliver_open(uv_loop_t *loop, const struct config *cfg,
 		free(d);
 		return -1;
 	}
-	if (cfg->email_transport == EMAIL_TRANSPORT_SMTP &&
-	    smtp_open(loop, cfg, on_smtp_done, d, &d->smtp, err, errlen) != 0) {
-		outbox_close(d->outbox);
-		free(d);
+	if ((cfg->email_transport == EMAIL_TRANSPORT_SMTP &&
+	     smtp_open(loop, cfg, on_smtp_done, d, &d->smtp, err, errlen) != 0) ||
+	    (cfg->sms_transport == TRANSPORT_HTTP &&
+	     smsgw_open(loop, cfg, &d->smsgw, err, errlen) != 0) ||
+	    (cfg->push_transport == TRANSPORT_HTTP &&
+	     pushgw_open(loop, cfg, &d->pushgw, err, errlen) != 0)) {
+		deliver_free(d);
 		return -1;
 	}
 	*out = d;
 	return 0;
 }
 
+/* Ends the HTTP gateways: what they still hold reports now (not sent, or
+ * ambiguous), while the store still takes outcomes. */
+static void close_gateways(struct deliver *d)
+{
+	if (d->smsgw) {
+		smsgw_close(d->smsgw);
+		d->smsgw = NULL;
+	}
+	if (d->pushgw) {
+		pushgw_close(d->pushgw);
+		d->pushgw = NULL;
+	}
+}
+
 void deliver_abort(struct deliver *d)
 {
 	if (d && d->smtp)
 		smtp_abort(d->smtp);
+	if (d)
+		close_gateways(d);
 }
 
 void deliver_close(struct deliver *d)
 {
+	if (d)
+		close_gateways(d);
 	if (d && d->smtp) {
 		smtp_close(d->smtp);
 		d->smtp = NULL;

@@ -10,6 +10,7 @@
 #include "ops.h"
 #include "render.h"
 #include "request.h"
+#include "sequence.h"
 #include "timefmt.h"
 
 #define TZ_CACHE_MAX 256
@@ -28,6 +29,7 @@ struct waiter {
 	struct intake_slot *slot;
 	json_t *id;           /* owned reference */
 	int op;
+	bool enrollment;      /* status of an enrollment */
 };
 
 static json_t *answer_ok(json_t *id)
@@ -48,6 +50,7 @@ static struct waiter *waiter_new(struct ops *o, struct intake_slot *slot,
 	w->slot = slot;
 	w->id = req->id ? json_incref(req->id) : NULL;
 	w->op = req->op;
+	w->enrollment = req->op == OP_STATUS && req->enrollment;
 	o->waiting++;
 	return w;
 }
@@ -162,6 +165,16 @@ static bool check_template(struct ops *o, struct intake_slot *slot,
 	return true;
 }
 
+/* With push over HTTP, a push must name a configured provider (the
+ * file outbox takes both). */
+static bool push_platform_served(const struct config *cfg,
+				 const struct request *req)
+{
+	if (req->channel != CH_PUSH || cfg->push_transport != TRANSPORT_HTTP)
+		return true;
+	return req->push_platform == PUSH_APNS ? cfg->apns.set : cfg->fcm.set;
+}
+
 static void op_send(struct ops *o, struct intake_slot *slot,
 		    const struct request *req)
 {
@@ -171,6 +184,13 @@ static void op_send(struct ops *o, struct intake_slot *slot,
 	if (req->tz && !tz_exists(o, req->tz)) {
 		intake_reply_error(slot, req->id, "bad_request",
 				   "tz: unknown time zone");
+		return;
+	}
+	if (!push_platform_served(o->d.cfg, req)) {
+		intake_reply_error(slot, req->id, "bad_request",
+				   req->push_platform == PUSH_APNS
+					   ? "to: push.apns is not configured"
+					   : "to: push.fcm is not configured");
 		return;
 	}
 	int64_t now = time_now_ms();
@@ -232,6 +252,96 @@ static void op_optout(struct ops *o, struct intake_slot *slot,
 	}
 }
 
+/* ------------------------------------------------------------ sequences */
+
+static void on_enroll_committed(void *ud, const struct store_enroll_result *r)
+{
+	struct waiter *w = ud;
+	if (r->status != 0) {
+		reply_internal(w, "enroll");
+		waiter_free(w);
+		return;
+	}
+	json_t *a = answer_ok(w->id);
+	json_object_set_new(a, "enrollment", json_string(r->id));
+	if (r->duplicate)
+		json_object_set_new(a, "duplicate", json_true());
+	intake_reply(w->slot, a);
+	if (r->queued_now)
+		scheduler_poke(w->ops->d.scheduler);
+	waiter_free(w);
+}
+
+static void op_enroll(struct ops *o, struct intake_slot *slot,
+		      const struct request *req)
+{
+	char msg[256];
+	const struct sequence *seq = sequence_find(o->d.cfg, req->sequence);
+	if (!seq) {
+		snprintf(msg, sizeof msg, "sequence: no sequence named \"%.100s\"",
+			 req->sequence);
+		intake_reply_error(slot, req->id, "unknown_sequence", msg);
+		return;
+	}
+	if (req->tz && !tz_exists(o, req->tz)) {
+		intake_reply_error(slot, req->id, "bad_request",
+				   "tz: unknown time zone");
+		return;
+	}
+	int64_t now = time_now_ms();
+	struct enrollment *e = sequence_enroll(o->d.cfg, seq, req, now);
+	struct waiter *w = e ? waiter_new(o, slot, req) : NULL;
+	if (!w) {
+		enrollment_free(e);
+		intake_reply_error(slot, req->id, "internal", "out of memory");
+		return;
+	}
+	if (store_enroll(o->d.store, e, now, on_enroll_committed, w) != 0) {
+		intake_reply_error(slot, req->id, "overloaded",
+				   "too many requests waiting for the store; "
+				   "retry later");
+		waiter_free(w);
+	}
+}
+
+static void on_event_committed(void *ud, int status, int exited)
+{
+	struct waiter *w = ud;
+	if (status != 0) {
+		reply_internal(w, "event");
+		waiter_free(w);
+		return;
+	}
+	json_t *a = answer_ok(w->id);
+	json_object_set_new(a, "exited", json_integer(exited));
+	intake_reply(w->slot, a);
+	waiter_free(w);
+}
+
+static void op_event(struct ops *o, struct intake_slot *slot,
+		     const struct request *req)
+{
+	size_t n = 0;
+	const char **names = sequences_exiting_on(o->d.cfg, req->event_name,
+						  &n);
+	struct waiter *w = waiter_new(o, slot, req);
+	if (!w) {
+		free(names);
+		intake_reply_error(slot, req->id, "internal", "out of memory");
+		return;
+	}
+	/* even an event no sequence exits on goes through the store, so
+	 * that its answer follows every earlier request's commit */
+	if (store_event(o->d.store, req->user, req->event_name, names, n,
+			time_now_ms(), on_event_committed, w) != 0) {
+		intake_reply_error(slot, req->id, "overloaded",
+				   "too many requests waiting for the store; "
+				   "retry later");
+		waiter_free(w);
+	}
+	free(names);
+}
+
 /* ------------------------------------------------------------ reads */
 
 static void on_read_done(void *ud, int status, json_t *result)
@@ -248,11 +358,15 @@ static void on_read_done(void *ud, int status, json_t *result)
 		if (!result) {
 			json_decref(a);
 			intake_reply_error(w->slot, w->id, "bad_request",
-					   "job: no such job");
+					   w->enrollment
+						   ? "enrollment: no such "
+						     "enrollment"
+						   : "job: no such job");
 			waiter_free(w);
 			return;
 		}
-		json_object_set_new(a, "job", result);
+		json_object_set_new(a, w->enrollment ? "enrollment" : "job",
+				    result);
 	} else {
 		if (w->op == OP_STATS) {
 			int64_t up = (time_now_ms() - w->ops->d.started_ms) /
@@ -283,7 +397,9 @@ static void op_read(struct ops *o, struct intake_slot *slot,
 		intake_reply_error(slot, req->id, "internal", "out of memory");
 		return;
 	}
-	if (req->op == OP_STATUS)
+	if (req->op == OP_STATUS && req->enrollment)
+		store_enrollment(o->d.store, req->enrollment, on_read_done, w);
+	else if (req->op == OP_STATUS)
 		store_status(o->d.store, req->job, on_read_done, w);
 	else if (req->op == OP_STATS)
 		store_stats(o->d.store, on_read_done, w);
@@ -303,8 +419,20 @@ static void op_preview(struct ops *o, struct intake_slot *slot,
 		return;
 	struct rendered r = { 0 };
 	char err[512];
-	if (render_message(o->d.cfg, o->d.templates, set, req->channel,
-			   req->locale, req->vars, &r, err, sizeof err) != 0) {
+	json_t *vars = req->vars ? json_deep_copy(req->vars) : json_object();
+	if (req->channel == CH_EMAIL && o->d.cfg->unsub.set &&
+	    !template_is_transactional(set)) {
+		/* what a recipient's link looks like; a real one carries a
+		 * token signed for that recipient and job */
+		char url[1200];
+		snprintf(url, sizeof url, "%s/u/{token}",
+			 o->d.cfg->unsub.public_url);
+		json_object_set_new(vars, "unsubscribe_url", json_string(url));
+	}
+	int rc = render_message(o->d.cfg, o->d.templates, set, req->channel,
+				req->locale, vars, &r, err, sizeof err);
+	json_decref(vars);
+	if (rc != 0) {
 		intake_reply_error(slot, req->id, "bad_request", err);
 		rendered_release(&r);
 		return;
@@ -364,10 +492,12 @@ void ops_handle(void *ops, struct intake_slot *slot, const char *line,
 	case OP_PREVIEW:
 		op_preview(o, slot, &req);
 		break;
-	default:
-		intake_reply_error(slot, req.id, "unknown_op",
-				   "op: enroll and event are not supported "
-				   "by this version yet");
+	case OP_ENROLL:
+		op_enroll(o, slot, &req);
+		break;
+	case OP_EVENT:
+		op_event(o, slot, &req);
+		break;
 	}
 	request_release(&req);
 }

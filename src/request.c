@@ -37,6 +37,7 @@
 #define REQ_REASON_MAX 1000
 #define REQ_JOB_MAX 64
 #define REQ_VARS_DEPTH_MAX 32
+#define REQ_NAME_MAX 128         /* sequence and event names */
 
 /* How much of a client-supplied string is quoted back in a message. */
 #define REQ_QUOTE_MAX 48
@@ -48,7 +49,9 @@ static const char *const request_fields_send[] = {
 static const char *const request_fields_optout[] = {
 	"op", "id", "user", "address", "channel", "source", "reason", NULL
 };
-static const char *const request_fields_status[] = { "op", "id", "job", NULL };
+static const char *const request_fields_status[] = {
+	"op", "id", "job", "enrollment", NULL
+};
 static const char *const request_fields_preview[] = {
 	"op", "id", "template", "channel", "locale", "vars", NULL
 };
@@ -56,6 +59,12 @@ static const char *const request_fields_consent[] = {
 	"op", "id", "user", "address", NULL
 };
 static const char *const request_fields_bare[] = { "op", "id", NULL };
+static const char *const request_fields_enroll[] = {
+	"op", "id", "user", "sequence", "locale", "tz", "contact", "vars", NULL
+};
+static const char *const request_fields_event[] = {
+	"op", "id", "user", "name", NULL
+};
 
 struct request_op_def {
 	const char *name;
@@ -72,9 +81,8 @@ static const struct request_op_def request_ops[] = {
 	{ "stats", OP_STATS, request_fields_bare },
 	{ "ping", OP_PING, request_fields_bare },
 	{ "consent", OP_CONSENT, request_fields_consent },
-	/* Recognised; their fields are validated by their own handlers. */
-	{ "enroll", OP_ENROLL, NULL },
-	{ "event", OP_EVENT, NULL },
+	{ "enroll", OP_ENROLL, request_fields_enroll },
+	{ "event", OP_EVENT, request_fields_event },
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -390,57 +398,67 @@ static int request_tz(struct request *req, struct request_error *err)
 	return 0;
 }
 
-static int request_push_to(struct request *req, json_t *to,
-			   struct request_error *err)
+/* {"platform": "fcm"|"apns", "token": "..."} at path ("to",
+ * "contact.push[0]"). */
+static int request_push_target(json_t *to, const char *path, int *platform,
+			       const char **token, size_t *len,
+			       struct request_error *err)
 {
 	const char *k;
 	json_t *v;
-	const char *platform;
-	const char *token;
-	size_t len;
-	char quoted[REQ_QUOTE_MAX * 4 + 8];
+	const char *name;
+	char quoted[REQ_QUOTE_MAX * 4 + 8], sub[64];
 
 	if (!json_is_object(to))
 		return request_fail(err, "bad_request",
-				    "to: expected an object "
-				    "{\"platform\",\"token\"}, got %s",
+				    "%s: expected an object "
+				    "{\"platform\",\"token\"}, got %s", path,
 				    request_type_name(to));
 	json_object_foreach(to, k, v) {
 		if (strcmp(k, "platform") != 0 && strcmp(k, "token") != 0) {
 			request_quote(k, quoted, sizeof quoted);
 			return request_fail(err, "bad_request",
-					    "to.%s: unknown field", quoted);
+					    "%s.%s: unknown field", path, quoted);
 		}
 	}
-	if (request_string(to, "platform", "to.platform", true, &platform,
-			   NULL, err) != 0)
+	snprintf(sub, sizeof sub, "%s.platform", path);
+	if (request_string(to, "platform", sub, true, &name, NULL, err) != 0)
 		return -1;
-	if (strcmp(platform, "fcm") == 0)
-		req->push_platform = 0;
-	else if (strcmp(platform, "apns") == 0)
-		req->push_platform = 1;
+	if (strcmp(name, "fcm") == 0)
+		*platform = 0;
+	else if (strcmp(name, "apns") == 0)
+		*platform = 1;
 	else
 		return request_fail(err, "bad_request",
-				    "to.platform: expected \"fcm\" or \"apns\"");
-	if (request_string(to, "token", "to.token", true, &token, &len,
-			   err) != 0)
+				    "%s: expected \"fcm\" or \"apns\"", sub);
+	snprintf(sub, sizeof sub, "%s.token", path);
+	if (request_string(to, "token", sub, true, token, len, err) != 0)
 		return -1;
-	if (len == 0)
-		return request_fail(err, "bad_request", "to.token: empty");
-	if (len > REQ_TOKEN_MAX)
+	if (*len == 0)
+		return request_fail(err, "bad_request", "%s: empty", sub);
+	if (*len > REQ_TOKEN_MAX)
 		return request_fail(err, "bad_request",
-				    "to.token: longer than %d bytes",
+				    "%s: longer than %d bytes", sub,
 				    REQ_TOKEN_MAX);
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)token[i];
+	for (size_t i = 0; i < *len; i++) {
+		unsigned char c = (unsigned char)(*token)[i];
 		if (c <= 0x20 || c >= 0x7f)
 			return request_fail(err, "bad_request",
-					    "to.token: only printable ASCII "
-					    "without spaces allowed");
+					    "%s: only printable ASCII "
+					    "without spaces allowed", sub);
 	}
-	req->push_token = token;
+	return 0;
+}
+
+static int request_push_to(struct request *req, json_t *to,
+			   struct request_error *err)
+{
+	size_t len;
+	if (request_push_target(to, "to", &req->push_platform,
+				&req->push_token, &len, err) != 0)
+		return -1;
 	if (len < sizeof req->to)
-		memcpy(req->to, token, len + 1);
+		memcpy(req->to, req->push_token, len + 1);
 	return 0;
 }
 
@@ -538,7 +556,20 @@ static int request_optout(struct request *req, struct request_error *err)
 static int request_status(struct request *req, struct request_error *err)
 {
 	size_t len;
+	const char *enr = NULL;
 
+	if (request_string(req->root, "enrollment", "enrollment", false, &enr,
+			   &len, err) != 0)
+		return -1;
+	if (enr) {
+		if (json_object_get(req->root, "job"))
+			return request_fail(err, "bad_request",
+					    "job: give job or enrollment, "
+					    "not both");
+		req->enrollment = enr;
+		return request_check_text("enrollment", enr, len, REQ_JOB_MAX,
+					  false, true, err);
+	}
 	if (request_string(req->root, "job", "job", true, &req->job, &len,
 			   err) != 0)
 		return -1;
@@ -552,6 +583,101 @@ static int request_preview(struct request *req, struct request_error *err)
 	    request_channel(req, false, err) != 0 ||
 	    request_locale(req, err) != 0 ||
 	    request_vars(req, err) != 0)
+		return -1;
+	return 0;
+}
+
+/* A sequence or event name: 1..REQ_NAME_MAX printable bytes. */
+static int request_name(struct request *req, const char *key,
+			const char **out, struct request_error *err)
+{
+	size_t len;
+	if (request_string(req->root, key, key, true, out, &len, err) != 0)
+		return -1;
+	return request_check_text(key, *out, len, REQ_NAME_MAX, false, true,
+				  err);
+}
+
+static int request_contact(struct request *req, struct request_error *err)
+{
+	json_t *c = json_object_get(req->root, "contact");
+	const char *k, *s;
+	json_t *v;
+	char quoted[REQ_QUOTE_MAX * 4 + 8], path[48];
+
+	if (!c)
+		return request_fail(err, "bad_request", "contact: required");
+	if (!json_is_object(c))
+		return request_fail(err, "bad_request",
+				    "contact: expected an object, got %s",
+				    request_type_name(c));
+	json_object_foreach(c, k, v) {
+		if (strcmp(k, "email") != 0 && strcmp(k, "phone") != 0 &&
+		    strcmp(k, "push") != 0) {
+			request_quote(k, quoted, sizeof quoted);
+			return request_fail(err, "bad_request",
+					    "contact.%s: unknown field", quoted);
+		}
+	}
+	s = NULL;
+	if (request_string(c, "email", "contact.email", false, &s, NULL,
+			   err) != 0)
+		return -1;
+	if (s && address_email_normalize(s, req->contact_email,
+					 sizeof req->contact_email) != 0)
+		return request_fail(err, "bad_request",
+				    "contact.email: not a valid email address");
+	s = NULL;
+	if (request_string(c, "phone", "contact.phone", false, &s, NULL,
+			   err) != 0)
+		return -1;
+	if (s && address_phone_normalize(s, req->contact_phone,
+					 sizeof req->contact_phone) != 0)
+		return request_fail(err, "bad_request",
+				    "contact.phone: not an E.164 number "
+				    "(e.g. +8613800138000)");
+	json_t *push = json_object_get(c, "push");
+	if (!push)
+		return 0;
+	if (!json_is_array(push))
+		return request_fail(err, "bad_request",
+				    "contact.push: expected an array of "
+				    "{\"platform\",\"token\"}, got %s",
+				    request_type_name(push));
+	if (json_array_size(push) > REQ_PUSH_TOKENS_MAX)
+		return request_fail(err, "bad_request",
+				    "contact.push: more than %d tokens",
+				    REQ_PUSH_TOKENS_MAX);
+	size_t i;
+	json_array_foreach(push, i, v) {
+		size_t len;
+		snprintf(path, sizeof path, "contact.push[%zu]", i);
+		if (request_push_target(v, path,
+					&req->contact_push[i].platform,
+					&req->contact_push[i].token, &len,
+					err) != 0)
+			return -1;
+		req->n_contact_push = i + 1;
+	}
+	return 0;
+}
+
+static int request_enroll(struct request *req, struct request_error *err)
+{
+	if (request_user(req, true, err) != 0 ||
+	    request_name(req, "sequence", &req->sequence, err) != 0 ||
+	    request_locale(req, err) != 0 ||
+	    request_tz(req, err) != 0 ||
+	    request_vars(req, err) != 0 ||
+	    request_contact(req, err) != 0)
+		return -1;
+	return 0;
+}
+
+static int request_event(struct request *req, struct request_error *err)
+{
+	if (request_user(req, true, err) != 0 ||
+	    request_name(req, "name", &req->event_name, err) != 0)
 		return -1;
 	return 0;
 }
@@ -638,10 +764,12 @@ int request_parse(const char *line, size_t len, struct request *req,
 		return request_preview(req, err);
 	case OP_CONSENT:
 		return request_subject(req, err);
+	case OP_ENROLL:
+		return request_enroll(req, err);
+	case OP_EVENT:
+		return request_event(req, err);
 	case OP_STATS:
 	case OP_PING:
-	case OP_ENROLL:
-	case OP_EVENT:
 		return 0;
 	}
 	return 0;

@@ -15,13 +15,18 @@
 #include "config.h"
 #include "deliver.h"
 #include "email.h"
+#include "http.h"
 #include "intake.h"
+#include "listener.h"
 #include "log.h"
 #include "ops.h"
+#include "pushgw.h"
 #include "scheduler.h"
+#include "sequence.h"
 #include "store.h"
 #include "templates.h"
 #include "timefmt.h"
+#include "unsubtoken.h"
 
 #define SHUTDOWN_GRACE_MS 20000
 
@@ -34,6 +39,8 @@ struct daemon {
 	struct deliver *deliver;
 	struct ops *ops;
 	struct intake *intake;
+	struct unsub_keys *unsub_keys;  /* unsubscribe configured */
+	struct listener *listener;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t drain;
 	int64_t shutdown_started;
@@ -65,6 +72,8 @@ static void finish_shutdown(struct daemon *d)
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	intake_close(d->intake);
+	listener_close(d->listener);
+	d->listener = NULL;
 	scheduler_detach(d->scheduler);
 	deliver_close(d->deliver);
 	store_close(d->store);
@@ -104,8 +113,50 @@ static void on_signal(uv_signal_t *h, int signum)
 	d->shutdown_started = time_now_ms();
 	ops_shutdown(d->ops);
 	intake_stop_listening(d->intake);
+	if (d->listener)
+		listener_set_accepting(d->listener, false);
 	scheduler_stop(d->scheduler);
 	uv_timer_start(&d->drain, on_drain_tick, 0, 10);
+}
+
+/* ------------------------------------------------------------ listener */
+
+static void on_listener_committed(void *ud, int status, int cancelled)
+{
+	(void)cancelled;
+	struct listener_call *call = ud;
+	listener_call_done(call, status);
+}
+
+/* A one-click unsubscribe or an SMS reply: recorded like the socket's
+ * unsubscribe / resubscribe, answered once committed. */
+static void on_listener_change(void *ctx, struct listener_call *call,
+			       const struct listener_change *c)
+{
+	struct daemon *d = ctx;
+	struct optout_change oc = {
+		.resubscribe = c->resubscribe,
+		.user = c->user,
+		.address = c->address,
+		.channel = c->channel,
+		.source = c->source,
+		.reason = c->reason,
+		.now = time_now_ms(),
+	};
+	if (d->stopping ||
+	    store_optout(d->store, &oc, on_listener_committed, call) != 0)
+		listener_call_done(call, -1);
+}
+
+static int open_listener(struct daemon *d, char *err, size_t errlen)
+{
+	if (!d->cfg->unsub.set)
+		return 0;
+	if (listener_open(&d->loop, d->cfg, d->unsub_keys, on_listener_change,
+			  d, &d->listener, err, errlen) != 0)
+		return -1;
+	listener_set_accepting(d->listener, true);
+	return 0;
 }
 
 static int start(struct daemon *d)
@@ -119,9 +170,13 @@ static int start(struct daemon *d)
 		snprintf(err, sizeof err, "out of memory");
 		goto fail;
 	}
-	if (deliver_open(&d->loop, d->cfg, d->templates, d->store,
-			 scheduler_on_finished, d->scheduler, &d->deliver, err,
-			 sizeof err) != 0)
+	if (d->cfg->unsub.set &&
+	    unsub_keys_parse(d->cfg->unsub.secret, &d->unsub_keys, err,
+			     sizeof err) != 0)
+		goto fail;
+	if (deliver_open(&d->loop, d->cfg, d->templates, d->unsub_keys,
+			 d->store, scheduler_on_finished, d->scheduler,
+			 &d->deliver, err, sizeof err) != 0)
 		goto fail;
 	int settled = store_recover(d->store, deliver_already_done, d->deliver,
 				    now);
@@ -144,7 +199,8 @@ static int start(struct daemon *d)
 		goto fail;
 	}
 	if (intake_start(&d->loop, d->cfg, ops_handle, d->ops, &d->intake, err,
-			 sizeof err) != 0)
+			 sizeof err) != 0 ||
+	    open_listener(d, err, sizeof err) != 0)
 		goto fail;
 	uv_signal_init(&d->loop, &d->sigterm);
 	uv_signal_init(&d->loop, &d->sigint);
@@ -184,13 +240,23 @@ int main(int argc, char **argv)
 	umask(0027); /* the store and outboxes hold personal data */
 	raise_fd_limit();
 	email_global_init();
+	if (http_global_init() != 0) {
+		fprintf(stderr, "roused: libcurl cannot initialise\n");
+		return 1;
+	}
 
 	struct daemon d = { 0 };
 	char err[1024] = "";
 	int status = 1;
 	if (config_load(config_path, &d.cfg, err, sizeof err) != 0 ||
 	    templates_load(d.cfg->templates_dir, &d.templates, err,
-			   sizeof err) != 0) {
+			   sizeof err) != 0 ||
+	    sequences_check(d.cfg, d.templates, err, sizeof err) != 0) {
+		fprintf(stderr, "roused: %s\n", err);
+		goto out;
+	}
+	if (check && d.cfg->push_transport == TRANSPORT_HTTP &&
+	    pushgw_check(d.cfg, err, sizeof err) != 0) {
 		fprintf(stderr, "roused: %s\n", err);
 		goto out;
 	}
@@ -223,9 +289,11 @@ int main(int argc, char **argv)
 	log_msg(LOG_INFO, "stopped", NULL);
 	status = 0;
 out:
+	unsub_keys_free(d.unsub_keys);
 	ops_free(d.ops);
 	templates_free(d.templates);
 	config_free(d.cfg);
 	email_global_shutdown();
+	http_global_cleanup();
 	return status;
 }

@@ -100,6 +100,32 @@ static const char *const migrations[] = {
 	"  channel INTEGER NOT NULL,"
 	"  at_ms INTEGER NOT NULL);"
 	"CREATE INDEX send_history_user ON send_history(user, at_ms);",
+	/* 1 -> 2: the HTTP transports */
+	"ALTER TABLE jobs ADD COLUMN provider_ref TEXT;"
+	"CREATE TABLE dead_tokens ("
+	"  platform INTEGER NOT NULL,"
+	"  token TEXT NOT NULL,"
+	"  at_ms INTEGER NOT NULL,"
+	"  reason TEXT NOT NULL,"
+	"  job TEXT NOT NULL,"
+	"  PRIMARY KEY (platform, token)) WITHOUT ROWID;",
+	/* 2 -> 3: drip sequences */
+	"CREATE TABLE enrollments ("
+	"  rowid INTEGER PRIMARY KEY,"
+	"  id TEXT NOT NULL UNIQUE,"
+	"  user TEXT NOT NULL,"
+	"  sequence TEXT NOT NULL,"
+	"  state INTEGER NOT NULL,"     /* 0 active, 1 completed, 2 exited */
+	"  started_ms INTEGER NOT NULL,"
+	"  ended_ms INTEGER,"
+	"  end_detail TEXT,"
+	"  skipped TEXT);"
+	"CREATE INDEX enrollments_active ON enrollments(user, sequence)"
+	"  WHERE state = 0;"
+	"ALTER TABLE jobs ADD COLUMN enrollment INTEGER;"
+	"ALTER TABLE jobs ADD COLUMN step INTEGER;"
+	"CREATE INDEX jobs_enrollment ON jobs(enrollment)"
+	"  WHERE enrollment IS NOT NULL;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -108,7 +134,9 @@ enum stmt_id {
 	Q_CONSENT_INSERT, Q_OPTOUT_UPSERT, Q_OPTOUT_DELETE, Q_OPTOUT_ALL_GET,
 	Q_COVERED_BY_USER, Q_COVERED_BY_RECIPIENT, Q_SET_STATE, Q_DUE,
 	Q_HISTORY_HAS, Q_HISTORY_USER, Q_HISTORY_INSERT, Q_HISTORY_DELETE,
-	Q_SET_SENT, Q_NEXT_DUE, Q_JOB_GET, Q_COUNT
+	Q_SET_SENT, Q_NEXT_DUE, Q_JOB_GET, Q_DEAD_CHECK, Q_DEAD_INSERT,
+	Q_ENR_ACTIVE, Q_ENR_PENDING, Q_ENR_INSERT, Q_ENR_END, Q_ENR_OPEN_STEPS,
+	Q_COUNT
 };
 
 static const char *const stmt_sql[Q_COUNT] = {
@@ -125,8 +153,9 @@ static const char *const stmt_sql[Q_COUNT] = {
 	[Q_JOB_INSERT] =
 		"INSERT INTO jobs (id, key, user, channel, recipient, platform,"
 		" template, locale, vars, tz, at_ms, expires_ms, created_ms,"
-		" state, due_ms, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-		" ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+		" state, due_ms, reason, enrollment, step) VALUES (?1, ?2, ?3,"
+		" ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+		" ?18)",
 	[Q_EVENT_INSERT] =
 		"INSERT INTO job_events (job, at_ms, what, detail, until_ms)"
 		" VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -166,7 +195,8 @@ static const char *const stmt_sql[Q_COUNT] = {
 	[Q_HISTORY_DELETE] = "DELETE FROM send_history WHERE job = ?1",
 	[Q_SET_SENT] =
 		"UPDATE jobs SET state = 4, sent_ms = ?2, encoding = ?3,"
-		" segments = ?4, reason = NULL WHERE rowid = ?1",
+		" segments = ?4, reason = NULL, provider_ref = ?5"
+		" WHERE rowid = ?1",
 	[Q_NEXT_DUE] =
 		"SELECT MIN(due_ms) FROM jobs WHERE state < 3 AND"
 		" channel = ?1",
@@ -174,11 +204,34 @@ static const char *const stmt_sql[Q_COUNT] = {
 		"SELECT rowid, id, key, user, channel, recipient, platform,"
 		" template, locale, vars, tz, at_ms, expires_ms, created_ms,"
 		" attempts, state FROM jobs WHERE rowid = ?1",
+	[Q_ENR_ACTIVE] =
+		"SELECT rowid, id FROM enrollments WHERE user = ?1 AND"
+		" sequence = ?2 AND state = 0",
+	[Q_ENR_PENDING] = /* a step not ended yet (sending included) */
+		"SELECT 1 FROM jobs WHERE enrollment = ?1 AND state <= 3"
+		" LIMIT 1",
+	[Q_ENR_INSERT] =
+		"INSERT INTO enrollments (id, user, sequence, state, started_ms,"
+		" skipped) VALUES (?1, ?2, ?3, 0, ?4, ?5)",
+	[Q_ENR_END] =
+		"UPDATE enrollments SET state = ?2, ended_ms = ?3,"
+		" end_detail = ?4 WHERE rowid = ?1",
+	[Q_ENR_OPEN_STEPS] = /* steps an exit cancels */
+		"SELECT rowid, attempts FROM jobs WHERE enrollment = ?1 AND"
+		" state < 3",
+	[Q_DEAD_CHECK] =
+		"SELECT 1 FROM dead_tokens WHERE platform = ?1 AND token = ?2",
+	[Q_DEAD_INSERT] =
+		"INSERT OR REPLACE INTO dead_tokens (platform, token, at_ms,"
+		" reason, job) SELECT platform, recipient, ?2, ?3, id FROM jobs"
+		" WHERE rowid = ?1",
 };
 
 enum cmd_kind {
 	CMD_SEND, CMD_OPTOUT, CMD_CLAIM, CMD_COMPLETE, /* writer */
-	CMD_STATUS, CMD_STATS, CMD_CONSENT             /* reader */
+	CMD_ENROLL, CMD_EVENT,
+	CMD_STATUS, CMD_STATS, CMD_CONSENT,            /* reader */
+	CMD_ENROLLMENT
 };
 
 struct store_cmd {
@@ -209,6 +262,20 @@ struct store_cmd {
 			struct completion c;
 			store_done_cb cb;
 		} complete;
+		struct {
+			struct enrollment *e;
+			int64_t now;
+			store_enroll_cb cb;
+			struct store_enroll_result result;
+		} enroll;
+		struct {
+			char *user, *name;
+			char **sequences;
+			size_t n_sequences;
+			int64_t now;
+			store_event_cb cb;
+			int exited;
+		} event;
 		struct {
 			char *job_id, *user, *address;
 			store_json_cb cb;
@@ -384,6 +451,19 @@ static bool opted_out(struct store *s, const char *user, const char *address,
 	return found;
 }
 
+/* A push job whose device token a provider declared dead. */
+static bool token_dead(struct store *s, const struct job *job)
+{
+	if (job->channel != CH_PUSH)
+		return false;
+	sqlite3_stmt *st = stmt_begin(s, Q_DEAD_CHECK);
+	sqlite3_bind_int(st, 1, job->platform);
+	bind_text(st, 2, job->recipient);
+	bool found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_reset(st);
+	return found;
+}
+
 static char *column_strdup(sqlite3_stmt *st, int col)
 {
 	const unsigned char *v = sqlite3_column_text(st, col);
@@ -421,12 +501,11 @@ static struct job *job_from_row(sqlite3_stmt *st)
 
 /* ------------------------------------------------------------ send */
 
-static int exec_send(struct store *s, struct store_cmd *cmd)
+/* Inserts job (or finds the first job of its key) with the opt-out and
+ * dead-token checks of intake. */
+static int insert_job(struct store *s, struct job *job, int64_t now,
+		      struct store_send_result *r)
 {
-	struct job *job = cmd->u.send.job;
-	struct store_send_result *r = &cmd->u.send.result;
-	int64_t now = cmd->u.send.now;
-
 	if (job->key) {
 		sqlite3_stmt *st = stmt_begin(s, Q_KEY_LOOKUP);
 		sqlite3_bind_text(st, 1, job->key, -1, SQLITE_STATIC);
@@ -438,8 +517,10 @@ static int exec_send(struct store *s, struct store_cmd *cmd)
 			r->state = sqlite3_column_int(st, 1);
 			const char *reason =
 				(const char *)sqlite3_column_text(st, 2);
-			r->reason = reason && strcmp(reason, "opted_out") == 0
-					    ? "opted_out" : NULL;
+			r->reason = !reason ? NULL
+				    : strcmp(reason, "opted_out") == 0 ? "opted_out"
+				    : strcmp(reason, "dead_token") == 0 ? "dead_token"
+				    : NULL;
 			sqlite3_reset(st);
 			return 0;
 		}
@@ -449,11 +530,13 @@ static int exec_send(struct store *s, struct store_cmd *cmd)
 	}
 	r->duplicate = false;
 	memcpy(r->id, job->id, sizeof r->id);
-	bool suppressed = opted_out(s, job->user, job->recipient, job->channel);
+	bool opted = opted_out(s, job->user, job->recipient, job->channel);
+	bool dead = !opted && token_dead(s, job);
+	bool suppressed = opted || dead;
 	int64_t due = job->at_ms > now ? job->at_ms : now;
 	r->state = suppressed ? JS_SUPPRESSED
 		   : job->at_ms > now ? JS_SCHEDULED : JS_QUEUED;
-	r->reason = suppressed ? "opted_out" : NULL;
+	r->reason = opted ? "opted_out" : dead ? "dead_token" : NULL;
 
 	sqlite3_stmt *st = stmt_begin(s, Q_JOB_INSERT);
 	bind_text(st, 1, job->id);
@@ -472,6 +555,10 @@ static int exec_send(struct store *s, struct store_cmd *cmd)
 	sqlite3_bind_int(st, 14, r->state);
 	sqlite3_bind_int64(st, 15, due);
 	bind_text(st, 16, r->reason);
+	if (job->enrollment) {
+		sqlite3_bind_int64(st, 17, job->enrollment);
+		sqlite3_bind_int(st, 18, job->step);
+	}
 	if (stmt_done(st) != 0)
 		return -1;
 	int64_t rowid = sqlite3_last_insert_rowid(s->wdb);
@@ -482,8 +569,159 @@ static int exec_send(struct store *s, struct store_cmd *cmd)
 		      r->state == JS_SCHEDULED ? "scheduled" : NULL,
 		      r->state == JS_SCHEDULED ? due : 0) != 0)
 		return -1;
-	return suppressed ? add_event(s, rowid, now, "suppressed", "opted out", 0)
-			  : 0;
+	if (!suppressed)
+		return 0;
+	return add_event(s, rowid, now, "suppressed",
+			 opted ? "opted out" : "device token is dead", 0);
+}
+
+static int exec_send(struct store *s, struct store_cmd *cmd)
+{
+	return insert_job(s, cmd->u.send.job, cmd->u.send.now,
+			  &cmd->u.send.result);
+}
+
+/* ------------------------------------------------------------ sequences */
+
+/* The user's active enrollment in the sequence, if any: one whose steps
+ * have all ended is marked completed on the way. */
+static int find_active_enrollment(struct store *s, const char *user,
+				  const char *sequence, int64_t now,
+				  char id[JOB_ID_LEN + 1])
+{
+	int64_t rows[16];
+	char ids[16][JOB_ID_LEN + 1];
+	size_t n = 0;
+	sqlite3_stmt *st = stmt_begin(s, Q_ENR_ACTIVE);
+	bind_text(st, 1, user);
+	bind_text(st, 2, sequence);
+	while (n < 16 && sqlite3_step(st) == SQLITE_ROW) {
+		rows[n] = sqlite3_column_int64(st, 0);
+		snprintf(ids[n], sizeof ids[n], "%s",
+			 (const char *)sqlite3_column_text(st, 1));
+		n++;
+	}
+	sqlite3_reset(st);
+	id[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		st = stmt_begin(s, Q_ENR_PENDING);
+		sqlite3_bind_int64(st, 1, rows[i]);
+		bool pending = sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_reset(st);
+		if (pending) {
+			memcpy(id, ids[i], JOB_ID_LEN + 1);
+			continue;
+		}
+		st = stmt_begin(s, Q_ENR_END);
+		sqlite3_bind_int64(st, 1, rows[i]);
+		sqlite3_bind_int(st, 2, ENROLLMENT_COMPLETED);
+		sqlite3_bind_int64(st, 3, now);
+		bind_text(st, 4, "every step ended");
+		if (stmt_done(st) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int exec_enroll(struct store *s, struct store_cmd *cmd)
+{
+	struct enrollment *e = cmd->u.enroll.e;
+	struct store_enroll_result *r = &cmd->u.enroll.result;
+	int64_t now = cmd->u.enroll.now;
+	if (find_active_enrollment(s, e->user, e->sequence, now, r->id) != 0)
+		return -1;
+	if (r->id[0]) {
+		r->duplicate = true;
+		return 0;
+	}
+	memcpy(r->id, e->id, sizeof r->id);
+	sqlite3_stmt *st = stmt_begin(s, Q_ENR_INSERT);
+	bind_text(st, 1, e->id);
+	bind_text(st, 2, e->user);
+	bind_text(st, 3, e->sequence);
+	sqlite3_bind_int64(st, 4, now);
+	bind_text(st, 5, e->skipped_json);
+	if (stmt_done(st) != 0)
+		return -1;
+	int64_t rowid = sqlite3_last_insert_rowid(s->wdb);
+	for (size_t i = 0; i < e->n_jobs; i++) {
+		struct store_send_result jr = { 0 };
+		e->jobs[i]->enrollment = rowid;
+		if (insert_job(s, e->jobs[i], now, &jr) != 0)
+			return -1;
+		if (jr.state == JS_QUEUED)
+			r->queued_now = true;
+	}
+	if (e->n_jobs == 0) {
+		st = stmt_begin(s, Q_ENR_END);
+		sqlite3_bind_int64(st, 1, rowid);
+		sqlite3_bind_int(st, 2, ENROLLMENT_COMPLETED);
+		sqlite3_bind_int64(st, 3, now);
+		bind_text(st, 4, "every step skipped");
+		if (stmt_done(st) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Ends one enrollment on an exit event: its steps not yet handed to a
+ * transport are cancelled in this same transaction. */
+static int exit_enrollment(struct store *s, int64_t rowid, const char *detail,
+			   int64_t now)
+{
+	int64_t rows[64];
+	int attempts[64];
+	for (;;) {
+		size_t n = 0;
+		sqlite3_stmt *st = stmt_begin(s, Q_ENR_OPEN_STEPS);
+		sqlite3_bind_int64(st, 1, rowid);
+		while (n < 64 && sqlite3_step(st) == SQLITE_ROW) {
+			rows[n] = sqlite3_column_int64(st, 0);
+			attempts[n++] = sqlite3_column_int(st, 1);
+		}
+		sqlite3_reset(st);
+		for (size_t i = 0; i < n; i++)
+			if (transition(s, rows[i], JS_CANCELLED, 0, attempts[i],
+				       "exited", now, detail, 0) != 0)
+				return -1;
+		if (n < 64)
+			break;
+	}
+	sqlite3_stmt *st = stmt_begin(s, Q_ENR_END);
+	sqlite3_bind_int64(st, 1, rowid);
+	sqlite3_bind_int(st, 2, ENROLLMENT_EXITED);
+	sqlite3_bind_int64(st, 3, now);
+	bind_text(st, 4, detail);
+	return stmt_done(st);
+}
+
+static int exec_event(struct store *s, struct store_cmd *cmd)
+{
+	char detail[200];
+	snprintf(detail, sizeof detail, "exit event %s", cmd->u.event.name);
+	for (size_t i = 0; i < cmd->u.event.n_sequences; i++) {
+		char id[JOB_ID_LEN + 1];
+		if (find_active_enrollment(s, cmd->u.event.user,
+					   cmd->u.event.sequences[i],
+					   cmd->u.event.now, id) != 0)
+			return -1;
+		if (!id[0])
+			continue;
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(s->wdb, "SELECT rowid FROM enrollments"
+				       " WHERE id = ?1", -1, &st,
+				       NULL) != SQLITE_OK)
+			return -1;
+		bind_text(st, 1, id);
+		int64_t rowid = sqlite3_step(st) == SQLITE_ROW
+					? sqlite3_column_int64(st, 0) : 0;
+		sqlite3_finalize(st);
+		if (!rowid || exit_enrollment(s, rowid, detail,
+					      cmd->u.event.now) != 0)
+			return -1;
+		cmd->u.event.exited++;
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------------ opt-outs */
@@ -670,6 +908,11 @@ static enum gate_verdict gate_job(struct store *s, struct job *job,
 				  job->attempts, "opted_out", now,
 				  "opted out", 0)
 			       ? GATE_ERROR : GATE_HELD;
+	if (token_dead(s, job))
+		return transition(s, job->rowid, JS_SUPPRESSED, 0,
+				  job->attempts, "dead_token", now,
+				  "device token is dead", 0)
+			       ? GATE_ERROR : GATE_HELD;
 	if (job->attempts >= cfg->retry_max_attempts)
 		return transition(s, job->rowid, JS_FAILED, 0, job->attempts,
 				  "attempts_exhausted", now,
@@ -833,6 +1076,7 @@ static int exec_complete(struct store *s, struct store_cmd *cmd)
 		bind_text(st, 3, c->encoding[0] ? c->encoding : NULL);
 		if (c->segments)
 			sqlite3_bind_int(st, 4, c->segments);
+		bind_text(st, 5, c->provider_ref[0] ? c->provider_ref : NULL);
 		if (stmt_done(st) != 0)
 			return -1;
 		return add_event(s, c->rowid, c->now, "sent", c->detail, 0);
@@ -864,6 +1108,14 @@ static int exec_complete(struct store *s, struct store_cmd *cmd)
 	    suppress_recipient(s, c->rowid, c->suppress_source, c->detail,
 			       c->now) != 0)
 		return -1;
+	if (c->token_dead) {
+		st = stmt_begin(s, Q_DEAD_INSERT);
+		sqlite3_bind_int64(st, 1, c->rowid);
+		sqlite3_bind_int64(st, 2, c->now);
+		bind_text(st, 3, c->detail);
+		if (stmt_done(st) != 0)
+			return -1;
+	}
 	return transition(s, c->rowid, JS_FAILED, 0, attempts,
 			  c->reason[0] ? c->reason : "failed", c->now,
 			  c->detail, 0);
@@ -909,6 +1161,10 @@ static int exec_one(struct store *s, struct store_cmd *cmd)
 		return exec_claim(s, cmd);
 	case CMD_COMPLETE:
 		return exec_complete(s, cmd);
+	case CMD_ENROLL:
+		return exec_enroll(s, cmd);
+	case CMD_EVENT:
+		return exec_event(s, cmd);
 	default:
 		return -1;
 	}
@@ -918,6 +1174,19 @@ static void reset_outputs(struct store_cmd *cmd)
 {
 	if (cmd->kind == CMD_CLAIM)
 		claim_discard(&cmd->u.claim.result);
+	if (cmd->kind == CMD_ENROLL)
+		memset(&cmd->u.enroll.result, 0, sizeof cmd->u.enroll.result);
+	if (cmd->kind == CMD_EVENT)
+		cmd->u.event.exited = 0;
+}
+
+static void event_cmd_free(struct store_cmd *cmd)
+{
+	free(cmd->u.event.user);
+	free(cmd->u.event.name);
+	for (size_t i = 0; i < cmd->u.event.n_sequences; i++)
+		free(cmd->u.event.sequences[i]);
+	free(cmd->u.event.sequences);
 }
 
 static bool exec_sql(sqlite3 *db, const char *sql)
@@ -1000,6 +1269,18 @@ static void writer_done(void *ctx, struct worker_item *batch)
 			if (cmd->u.complete.cb)
 				cmd->u.complete.cb(cmd->ud, cmd->status);
 			break;
+		case CMD_ENROLL:
+			s->pending--;
+			cmd->u.enroll.result.status = cmd->status;
+			cmd->u.enroll.cb(cmd->ud, &cmd->u.enroll.result);
+			enrollment_free(cmd->u.enroll.e);
+			break;
+		case CMD_EVENT:
+			s->pending--;
+			cmd->u.event.cb(cmd->ud, cmd->status,
+					cmd->u.event.exited);
+			event_cmd_free(cmd);
+			break;
 		default:
 			break;
 		}
@@ -1029,6 +1310,70 @@ int store_send(struct store *s, struct job *job, int64_t now,
 static char *dup_or_null(const char *v)
 {
 	return v ? strdup(v) : NULL;
+}
+
+void enrollment_free(struct enrollment *e)
+{
+	if (!e)
+		return;
+	for (size_t i = 0; i < e->n_jobs; i++)
+		job_free(e->jobs[i]);
+	free(e->jobs);
+	free(e->user);
+	free(e->sequence);
+	free(e->skipped_json);
+	free(e);
+}
+
+int store_enroll(struct store *s, struct enrollment *e, int64_t now,
+		 store_enroll_cb cb, void *ud)
+{
+	struct store_cmd *cmd = NULL;
+	if (s->pending >= (size_t)s->cfg->max_pending ||
+	    !(cmd = calloc(1, sizeof *cmd))) {
+		enrollment_free(e);
+		return -1;
+	}
+	cmd->kind = CMD_ENROLL;
+	cmd->ud = ud;
+	cmd->u.enroll.e = e;
+	cmd->u.enroll.now = now;
+	cmd->u.enroll.cb = cb;
+	s->pending++;
+	worker_submit(s->writer, &cmd->item);
+	return 0;
+}
+
+int store_event(struct store *s, const char *user, const char *name,
+		const char *const *sequences, size_t n_sequences, int64_t now,
+		store_event_cb cb, void *ud)
+{
+	struct store_cmd *cmd = NULL;
+	if (s->pending >= (size_t)s->cfg->max_pending ||
+	    !(cmd = calloc(1, sizeof *cmd)))
+		return -1;
+	cmd->kind = CMD_EVENT;
+	cmd->ud = ud;
+	cmd->u.event.user = strdup(user);
+	cmd->u.event.name = strdup(name);
+	cmd->u.event.sequences = calloc(n_sequences + 1, sizeof(char *));
+	bool ok = cmd->u.event.user && cmd->u.event.name &&
+		  cmd->u.event.sequences;
+	for (size_t i = 0; ok && i < n_sequences; i++) {
+		cmd->u.event.sequences[i] = strdup(sequences[i]);
+		cmd->u.event.n_sequences = i + 1;
+		ok = cmd->u.event.sequences[i] != NULL;
+	}
+	if (!ok) {
+		event_cmd_free(cmd);
+		free(cmd);
+		return -1;
+	}
+	cmd->u.event.now = now;
+	cmd->u.event.cb = cb;
+	s->pending++;
+	worker_submit(s->writer, &cmd->item);
+	return 0;
 }
 
 int store_optout(struct store *s, const struct optout_change *c,
@@ -1144,6 +1489,30 @@ static json_t *read_events(sqlite3 *db, int64_t rowid)
 	return events;
 }
 
+/* A dead device token shows in the push job's "to" object: when, why
+ * and which job learnt it. */
+static void add_token_death(sqlite3 *db, int platform, const char *token,
+			    json_t *to)
+{
+	sqlite3_stmt *st = NULL;
+	if (!token || !to || sqlite3_prepare_v2(db,
+			"SELECT at_ms, reason, job FROM dead_tokens"
+			" WHERE platform = ?1 AND token = ?2",
+			-1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int(st, 1, platform);
+	sqlite3_bind_text(st, 2, token, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *dead = json_object();
+		json_object_set_new(dead, "at",
+				    time_json(sqlite3_column_int64(st, 0)));
+		set_text(dead, "reason", st, 1);
+		set_text(dead, "job", st, 2);
+		json_object_set_new(to, "dead", dead);
+	}
+	sqlite3_finalize(st);
+}
+
 static int read_status(sqlite3 *db, const char *job_id, json_t **out)
 {
 	sqlite3_stmt *st = NULL;
@@ -1152,8 +1521,8 @@ static int read_status(sqlite3 *db, const char *job_id, json_t **out)
 		    db,
 		    "SELECT rowid, id, key, user, channel, recipient, platform,"
 		    " template, locale, at_ms, expires_ms, created_ms, state,"
-		    " attempts, reason, encoding, segments, sent_ms, tz"
-		    " FROM jobs WHERE id = ?1",
+		    " attempts, reason, encoding, segments, sent_ms, tz,"
+		    " provider_ref FROM jobs WHERE id = ?1",
 		    -1, &st, NULL) != SQLITE_OK)
 		return -1;
 	sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
@@ -1199,6 +1568,11 @@ static int read_status(sqlite3 *db, const char *job_id, json_t **out)
 				j, "sent",
 				time_json(sqlite3_column_int64(st, 17)));
 		set_text(j, "reason", st, 14);
+		set_text(j, "provider_ref", st, 19);
+		if (channel == CH_PUSH)
+			add_token_death(db, sqlite3_column_int(st, 6),
+					(const char *)sqlite3_column_text(st, 5),
+					json_object_get(j, "to"));
 		set_text(j, "encoding", st, 15);
 		if (sqlite3_column_type(st, 16) != SQLITE_NULL)
 			json_object_set_new(
@@ -1206,6 +1580,102 @@ static int read_status(sqlite3 *db, const char *job_id, json_t **out)
 				json_integer(sqlite3_column_int(st, 16)));
 		json_object_set_new(j, "events",
 				    read_events(db, sqlite3_column_int64(st, 0)));
+		*out = j;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+static const char *enrollment_state_name(int state)
+{
+	return state == ENROLLMENT_EXITED	 ? "exited"
+	       : state == ENROLLMENT_COMPLETED ? "completed"
+					       : "active";
+}
+
+/* The enrollment's step jobs and skipped steps, ordered by step. */
+static json_t *read_enrollment_steps(sqlite3 *db, int64_t rowid,
+				     const char *skipped, bool *pending)
+{
+	json_t *steps = json_array();
+	sqlite3_stmt *st = NULL;
+	*pending = false;
+	if (sqlite3_prepare_v2(db,
+			"SELECT id, step, channel, template, state, reason,"
+			" at_ms FROM jobs WHERE enrollment = ?1"
+			" ORDER BY step, rowid", -1, &st, NULL) != SQLITE_OK)
+		return steps;
+	sqlite3_bind_int64(st, 1, rowid);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		json_t *j = json_object();
+		int state = sqlite3_column_int(st, 4);
+		if (state <= JS_SENDING)
+			*pending = true;
+		json_object_set_new(j, "step",
+				    json_integer(sqlite3_column_int(st, 1)));
+		json_object_set_new(j, "channel", json_string(channel_name(
+						sqlite3_column_int(st, 2))));
+		set_text(j, "template", st, 3);
+		set_text(j, "job", st, 0);
+		json_object_set_new(j, "state",
+				    json_string(job_state_name(state)));
+		set_text(j, "reason", st, 5);
+		json_object_set_new(j, "due",
+				    time_json(sqlite3_column_int64(st, 6)));
+		json_array_append_new(steps, j);
+	}
+	sqlite3_finalize(st);
+	json_t *skips = skipped ? json_loads(skipped, 0, NULL) : NULL;
+	size_t i;
+	json_t *k;
+	json_array_foreach(skips, i, k) {
+		/* insert before the first step with a larger index */
+		json_int_t at = json_integer_value(json_object_get(k, "step"));
+		size_t pos = 0;
+		while (pos < json_array_size(steps) &&
+		       json_integer_value(json_object_get(
+			       json_array_get(steps, pos), "step")) <= at)
+			pos++;
+		json_array_insert(steps, pos, k);
+	}
+	json_decref(skips);
+	return steps;
+}
+
+static int read_enrollment(sqlite3 *db, const char *id, json_t **out)
+{
+	sqlite3_stmt *st = NULL;
+	*out = NULL;
+	if (sqlite3_prepare_v2(db,
+			"SELECT rowid, id, user, sequence, state, started_ms,"
+			" ended_ms, end_detail, skipped FROM enrollments"
+			" WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		bool pending;
+		json_t *j = json_object();
+		json_t *steps = read_enrollment_steps(
+			db, sqlite3_column_int64(st, 0),
+			(const char *)sqlite3_column_text(st, 8), &pending);
+		int state = sqlite3_column_int(st, 4);
+		if (state == ENROLLMENT_ACTIVE && !pending)
+			state = ENROLLMENT_COMPLETED;
+		set_text(j, "id", st, 1);
+		set_text(j, "user", st, 2);
+		set_text(j, "sequence", st, 3);
+		json_object_set_new(j, "state",
+				    json_string(enrollment_state_name(state)));
+		json_object_set_new(j, "started",
+				    time_json(sqlite3_column_int64(st, 5)));
+		if (sqlite3_column_type(st, 6) != SQLITE_NULL)
+			json_object_set_new(
+				j, "ended",
+				time_json(sqlite3_column_int64(st, 6)));
+		if (state == ENROLLMENT_EXITED)
+			set_text(j, "detail", st, 7);
+		json_object_set_new(j, "steps", steps);
 		*out = j;
 	}
 	sqlite3_finalize(st);
@@ -1335,6 +1805,10 @@ static void reader_batch(void *ctx, struct worker_item *batch)
 			cmd->status = read_consent(s->rdb, cmd->u.read.user,
 						   cmd->u.read.address, out);
 			break;
+		case CMD_ENROLLMENT:
+			cmd->status = read_enrollment(s->rdb,
+						      cmd->u.read.job_id, out);
+			break;
 		default:
 			cmd->status = -1;
 		}
@@ -1366,7 +1840,7 @@ static void submit_read(struct store *s, enum cmd_kind kind, const char *a,
 	cmd->kind = kind;
 	cmd->ud = ud;
 	cmd->u.read.cb = cb;
-	if (kind == CMD_STATUS) {
+	if (kind == CMD_STATUS || kind == CMD_ENROLLMENT) {
 		cmd->u.read.job_id = dup_or_null(a);
 	} else {
 		cmd->u.read.user = dup_or_null(a);
@@ -1379,6 +1853,12 @@ void store_status(struct store *s, const char *job_id, store_json_cb cb,
 		  void *ud)
 {
 	submit_read(s, CMD_STATUS, job_id, NULL, cb, ud);
+}
+
+void store_enrollment(struct store *s, const char *id, store_json_cb cb,
+		      void *ud)
+{
+	submit_read(s, CMD_ENROLLMENT, id, NULL, cb, ud);
 }
 
 void store_stats(struct store *s, store_json_cb cb, void *ud)

@@ -296,13 +296,17 @@ def test_send_field_errors(make_daemon):
         err(c.request(send_req("u1", channel="fax", to="x")),
             "unknown_channel")
         err(c.request({"op": "frobnicate"}), "unknown_op")
-        for req in ({"op": "enroll", "user": "u1",
-                     "sequence": "winback_30d"},
-                    {"op": "event", "user": "u1", "name": "purchase"}):
-            ans = c.request(req)
-            assert ans.get("ok") is False, ans
-            assert ans["error"]["code"] in ("bad_request", "unknown_op")
-            assert "not supported" in ans["error"]["message"], ans
+        ans = c.request({"op": "enroll", "user": "u1",
+                         "sequence": "winback_30d"})
+        assert ans["error"] == {"code": "bad_request",
+                                "message": "contact: required"}, ans
+        ans = c.request({"op": "enroll", "user": "u1", "contact": {},
+                         "sequence": "no_such_sequence"})
+        assert ans["error"]["code"] == "unknown_sequence", ans
+        assert "no_such_sequence" in ans["error"]["message"], ans
+        # an event no sequence exits on ends nothing
+        ans = c.request({"op": "event", "user": "u1", "name": "purchase"})
+        assert ans == {"id": None, "ok": True, "exited": 0}, ans
         assert c.request({"op": "ping"})["ok"] is True
 
 

@@ -195,7 +195,7 @@ static void test_inline_secrets(void)
 	expect_err("{\"email\": {\"smtp\": {\"password_env\": \"X\"}}}",
 		   "email.smtp.password_env: needs email.smtp.username");
 	expect_err("{\"push\": {\"apns\": {\"key_file\": \"/k\", \"key_id\": \"A\"}}}",
-		   "not supported yet: push.apns");
+		   "push.apns.topic: missing");
 }
 
 static void test_durations(void)
@@ -370,7 +370,7 @@ static void test_types_and_values(void)
 	/* sms.footer: locale -> non-empty string; replaces the built-ins. */
 	expect_err("{\"sms\": {\"footer\": {}}}",
 		   "sms.footer: must name at least one locale (leave it out "
-		   "for the built-in footers)");
+		   "for the built-in texts)");
 	expect_err("{\"sms\": {\"footer\": {\"en\": \"\"}}}",
 		   "sms.footer.en: must not be empty");
 	expect_err("{\"sms\": {\"footer\": {\"en\": 5}}}",
@@ -399,16 +399,122 @@ static void test_not_supported(void)
 	expect_err("{\"quiet_hours\": {\"start\": \"21:00\"}}",
 		   "not supported yet: quiet_hours");
 	expect_err("{\"unsubscribe\": {}}", "not supported yet: unsubscribe");
-	expect_err("{\"sequences\": {}}", "not supported yet: sequences");
-	expect_err("{\"sms\": {\"http\": {\"kind\": \"twilio\"}}}",
-		   "not supported yet: sms.http");
+}
+
+/* sms.http, push.fcm and push.apns: accepted in full, refused by key. */
+static void test_http_transports(void)
+{
+	char json[4 * PATH_MAX + 1024], want[PATH_MAX + 256];
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s", joined(tmpdir, "http"));
+	mkdir(dir, 0700);
+	char sa[PATH_MAX], p8[PATH_MAX], ca[PATH_MAX];
+	snprintf(sa, sizeof sa, "%s", joined(dir, "sa.json"));
+	snprintf(p8, sizeof p8, "%s", joined(dir, "key.p8"));
+	snprintf(ca, sizeof ca, "%s", joined(dir, "ca.pem"));
+	write_file(sa, "{}", 2, 0600);
+	write_file(p8, "k", 1, 0600);
+	write_file(ca, "-----BEGIN CERTIFICATE-----\n", 28, 0644);
+	setenv("ROUSE_TEST_TWILIO", "SENTINEL-twilio", 1);
+
+	snprintf(json, sizeof json,
+		 "{\"sms\": {\"transport\": \"http\", \"http\": {"
+		 "\"url\": \"http://127.0.0.1:8080/gw/\", \"account_sid\": \"AC1\","
+		 " \"auth_token_env\": \"ROUSE_TEST_TWILIO\", \"connections\": 8,"
+		 " \"ca_file\": \"%s\", \"timeout\": \"5s\"}},"
+		 " \"push\": {\"transport\": \"http\","
+		 " \"fcm\": {\"service_account_file\": \"%s\"},"
+		 " \"apns\": {\"url\": \"https://127.0.0.1:8443\","
+		 " \"topic\": \"com.example.app\", \"key_file\": \"%s\","
+		 " \"key_id\": \"ABC123\", \"team_id\": \"DEF456\"}}}",
+		 ca, sa, p8);
+	struct config *cfg = load_ok(json);
+	ASSERT_EQ_INT(cfg->sms_transport, TRANSPORT_HTTP);
+	ASSERT_EQ_INT(cfg->sms_http.kind, SMS_GATEWAY_TWILIO);
+	ASSERT_EQ_STR(cfg->sms_http.http.url, "http://127.0.0.1:8080/gw");
+	ASSERT_EQ_STR(cfg->sms_http.account_sid, "AC1");
+	ASSERT_EQ_STR(cfg->sms_http.auth_token, "SENTINEL-twilio");
+	ASSERT_EQ_INT(cfg->sms_http.http.connections, 8);
+	ASSERT_EQ_INT((int)cfg->sms_http.http.timeout_ms, 5000);
+	ASSERT_EQ_STR(cfg->sms_http.http.ca_file, ca);
+	ASSERT_EQ_INT(cfg->push_transport, TRANSPORT_HTTP);
+	ASSERT_TRUE(cfg->fcm.set && cfg->apns.set);
+	ASSERT_EQ_STR(cfg->fcm.http.url, "https://fcm.googleapis.com");
+	ASSERT_EQ_INT(cfg->fcm.http.connections, 16);
+	ASSERT_EQ_INT((int)cfg->fcm.http.timeout_ms, 30000);
+	ASSERT_TRUE(cfg->fcm.project_id == NULL);
+	ASSERT_EQ_STR(cfg->apns.http.url, "https://127.0.0.1:8443");
+	ASSERT_EQ_INT(cfg->apns.http.connections, 2);
+	ASSERT_EQ_STR(cfg->apns.topic, "com.example.app");
+	ASSERT_EQ_STR(cfg->apns.key_file, p8);
+	config_free(cfg);
+
+	cfg = load_ok("{\"sms\": {\"transport\": \"http\", \"http\": {"
+		      "\"kind\": \"json\", \"url\": \"https://gw.example/send\"}}}");
+	ASSERT_EQ_INT(cfg->sms_http.kind, SMS_GATEWAY_JSON);
+	ASSERT_TRUE(cfg->sms_http.auth_token == NULL);
+	config_free(cfg);
+
 	expect_err("{\"sms\": {\"transport\": \"http\"}}",
-		   "not supported yet: sms.http");
-	expect_err("{\"push\": {\"fcm\": {}}}", "not supported yet: push.fcm");
-	expect_err("{\"push\": {\"apns\": {}}}", "not supported yet: push.apns");
+		   "sms.http: required when sms.transport is \"http\"");
+	expect_err("{\"sms\": {\"http\": {\"kind\": \"smpp\"}}}",
+		   "sms.http.kind: expected \"twilio\" or \"json\", got \"smpp\"");
+	expect_err("{\"sms\": {\"http\": {\"kind\": \"json\"}}}",
+		   "sms.http.url: missing");
+	expect_err("{\"sms\": {\"http\": {\"kind\": \"twilio\"}}}",
+		   "sms.http.account_sid: missing");
+	expect_err("{\"sms\": {\"http\": {\"account_sid\": \"AC1\"}}}",
+		   "sms.http.auth_token_env: required for kind \"twilio\" "
+		   "(or sms.http.auth_token_file)");
+	expect_err("{\"sms\": {\"http\": {\"account_sid\": \"AC/1\"}}}",
+		   "sms.http.account_sid: \"AC/1\" may hold only letters, "
+		   "digits, '.', '-' and '_'");
+	expect_err("{\"sms\": {\"http\": {\"url\": \"ftp://x\"}}}",
+		   "sms.http.url: \"ftp://x\" must start with https:// (or http://)");
+	expect_err("{\"sms\": {\"http\": {\"url\": \"https://u:p@x\"}}}",
+		   "sms.http.url: must not carry credentials (use the *_env / "
+		   "*_file keys)");
+	expect_err("{\"sms\": {\"http\": {\"url\": \"https://x/?a=1\"}}}",
+		   "sms.http.url: must not carry a query");
+	expect_err("{\"sms\": {\"http\": {\"connections\": 0}}}",
+		   "sms.http.connections: 0 is out of range (1..256)");
+	expect_err("{\"sms\": {\"http\": {\"timeout\": \"0s\"}}}",
+		   "sms.http.timeout: duration \"0s\" is out of range (1s..10m)");
+	expect_err("{\"sms\": {\"http\": {\"timeout\": \"11m\"}}}",
+		   "sms.http.timeout: duration \"11m\" is out of range (1s..10m)");
+	expect_err("{\"sms\": {\"http\": {\"sid\": \"AC1\"}}}",
+		   "unknown key: sms.http.sid");
+	expect_err_at(__LINE__, "{\"sms\": {\"http\": {\"account_sid\": \"AC1\","
+		      " \"auth_token_env\": \"ROUSE_TEST_TWILIO\","
+		      " \"auth_token_file\": \"/x\"}}}",
+		      "sms.http.auth_token_file: give only one of "
+		      "sms.http.auth_token_env or sms.http.auth_token_file",
+		      "SENTINEL");
 	expect_err("{\"push\": {\"transport\": \"http\"}}",
-		   "not supported yet: push.transport \"http\" "
-		   "(push.fcm, push.apns)");
+		   "push.fcm: push.transport \"http\" needs push.fcm or push.apns "
+		   "(or both)");
+	expect_err("{\"push\": {\"fcm\": {}}}",
+		   "push.fcm.service_account_file: missing");
+	expect_err("{\"push\": {\"apns\": {\"topic\": \"t\"}}}",
+		   "push.apns.key_id: missing");
+	chmod(sa, 0640);
+	snprintf(json, sizeof json,
+		 "{\"push\": {\"fcm\": {\"service_account_file\": \"%s\"}}}", sa);
+	snprintf(want, sizeof want, "push.fcm.service_account_file: %s is "
+		 "readable by group or others (chmod 600)", sa);
+	expect_err(json, want);
+	snprintf(json, sizeof json,
+		 "{\"push\": {\"apns\": {\"topic\": \"t\", \"key_id\": \"k\","
+		 " \"team_id\": \"t\", \"key_file\": \"%s\"}}}",
+		 joined(dir, "absent.p8"));
+	snprintf(want, sizeof want, "push.apns.key_file: %s: No such file or "
+		 "directory", joined(dir, "absent.p8"));
+	expect_err(json, want);
+	unsetenv("ROUSE_TEST_TWILIO");
+	unlink(sa);
+	unlink(p8);
+	unlink(ca);
+	rmdir(dir);
 }
 
 static void test_syntax_errors(void)
@@ -1204,6 +1310,7 @@ int main(void)
 	test_numbers();
 	test_types_and_values();
 	test_not_supported();
+	test_http_transports();
 	test_smtp_full();
 	test_smtp_invalid();
 	test_smtp_auth();

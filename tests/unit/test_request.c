@@ -163,6 +163,19 @@ static const struct row rows[] = {
 	{ " {\"op\":\"ping\"}\r", 0, NULL, NULL },
 	{ "{\"op\":\"stats\",\"id\":null}", 0, NULL, NULL },
 	{ "{\"op\":\"enroll\",\"user\":\"u\",\"sequence\":\"s\",\"contact\":{}}", 0, NULL, NULL },
+	{ "{\"op\":\"enroll\",\"user\":\"u\",\"sequence\":\"s\"}", 0, "bad_request", "contact: required" },
+	{ "{\"op\":\"enroll\",\"user\":\"u\",\"contact\":{}}", 0, "bad_request", "sequence: required" },
+	{ "{\"op\":\"enroll\",\"sequence\":\"s\",\"contact\":{}}", 0, "bad_request", "user: required" },
+	{ "{\"op\":\"enroll\",\"user\":\"u\",\"sequence\":\"s\",\"contact\":{\"fax\":\"1\"}}", 0, "bad_request", "contact.fax: unknown field" },
+	{ "{\"op\":\"enroll\",\"user\":\"u\",\"sequence\":\"s\",\"contact\":{\"email\":\"x\"}}", 0, "bad_request", "contact.email: not a valid email address" },
+	{ "{\"op\":\"enroll\",\"user\":\"u\",\"sequence\":\"s\",\"contact\":{\"phone\":\"12\"}}", 0, "bad_request", "contact.phone: not an E.164 number" },
+	{ "{\"op\":\"enroll\",\"user\":\"u\",\"sequence\":\"s\",\"contact\":{\"push\":{}}}", 0, "bad_request", "contact.push: expected an array" },
+	{ "{\"op\":\"enroll\",\"user\":\"u\",\"sequence\":\"s\",\"contact\":{\"push\":[{\"platform\":\"wns\",\"token\":\"t\"}]}}", 0, "bad_request", "contact.push[0].platform: expected" },
+	{ "{\"op\":\"enroll\",\"user\":\"u\",\"sequence\":\"s\",\"contact\":{},\"at\":\"x\"}", 0, "bad_request", "at: unknown field for op enroll" },
+	{ "{\"op\":\"enroll\",\"user\":\"u\",\"sequence\":\"s\",\"contact\":{},\"tz\":\"Mars/Base\"}", 0, NULL, NULL },
+	{ "{\"op\":\"event\",\"user\":\"u\"}", 0, "bad_request", "name: required" },
+	{ "{\"op\":\"event\",\"user\":\"u\",\"name\":\"\"}", 0, "bad_request", "name: empty" },
+	{ "{\"op\":\"event\",\"name\":\"p\"}", 0, "bad_request", "user: required" },
 	{ "{\"op\":\"event\",\"user\":\"u\",\"name\":\"purchase\"}", 0, NULL, NULL },
 	{ "{\"op\":\"unsubscribe\",\"address\":\"+8613800138000\",\"channel\":\"sms\"}", 0, NULL, NULL },
 	{ "{\"op\":\"unsubscribe\",\"user\":\"u\",\"channel\":\"sms\",\"reason\":\"\"}", 0, NULL, NULL },
@@ -489,14 +502,30 @@ static void test_other_ops(void)
 	ASSERT_EQ_INT(json_integer_value(req.id), 9);
 	request_release(&req);
 
-	ASSERT_EQ_INT(parse_str("{\"op\":\"enroll\",\"user\":\"u42\",\"sequence\":\"winback_30d\"}",
+	ASSERT_EQ_INT(parse_str("{\"op\":\"enroll\",\"user\":\"u42\",\"sequence\":\"winback_30d\","
+				"\"locale\":\"zh-CN\",\"tz\":\"Asia/Shanghai\",\"vars\":{\"name\":\"A\"},"
+				"\"contact\":{\"email\":\"Alice@Example.COM\",\"phone\":\"+8613800138000\","
+				"\"push\":[{\"platform\":\"fcm\",\"token\":\"t1\"},"
+				"{\"platform\":\"apns\",\"token\":\"t2\"}]}}",
 				&req, &err), 0);
 	ASSERT_EQ_INT(req.op, OP_ENROLL);
+	ASSERT_EQ_STR(req.user, "u42");
+	ASSERT_EQ_STR(req.sequence, "winback_30d");
+	ASSERT_EQ_STR(req.tz, "Asia/Shanghai");
+	ASSERT_EQ_STR(req.contact_email, "alice@example.com");
+	ASSERT_EQ_STR(req.contact_phone, "+8613800138000");
+	ASSERT_EQ_INT((int)req.n_contact_push, 2);
+	ASSERT_EQ_INT(req.contact_push[0].platform, 0);
+	ASSERT_EQ_STR(req.contact_push[0].token, "t1");
+	ASSERT_EQ_INT(req.contact_push[1].platform, 1);
+	ASSERT_EQ_STR(req.contact_push[1].token, "t2");
+	ASSERT_TRUE(json_is_object(req.vars));
 	request_release(&req);
 
 	ASSERT_EQ_INT(parse_str("{\"op\":\"event\",\"user\":\"u42\",\"name\":\"purchase\"}",
 				&req, &err), 0);
 	ASSERT_EQ_INT(req.op, OP_EVENT);
+	ASSERT_EQ_STR(req.event_name, "purchase");
 	request_release(&req);
 }
 
