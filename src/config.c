@@ -59,6 +59,7 @@
 #include "channel.h"
 #include "config.h"
 #include "timefmt.h"
+#include "tzdb.h"
 
 #define CONFIG_KEYPATH_MAX 256   /* longest key path shown in a message */
 #define CONFIG_SHOW_MAX 80       /* longest quoted value shown */
@@ -1382,17 +1383,6 @@ static int config_get_clock(struct config_loader *ld, json_t *o,
 	return 0;
 }
 
-/* TZDB_PENDING */
-static bool config_tz_known(const char *tz)
-{
-	char path[512];
-	struct stat st;
-	if (strstr(tz, "..") || tz[0] == '/')
-		return false;
-	snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 static int config_quiet(struct config_loader *ld, json_t *root)
 {
 	static const char *const known[] = {
@@ -1417,7 +1407,7 @@ static int config_quiet(struct config_loader *ld, json_t *root)
 	const char *tz = "UTC";
 	if (config_get_string(ld, o, "default_tz", section, &tz) != 0)
 		return -1;
-	if (!config_tz_known(tz))
+	if (!tzdb_get(tz))
 		return config_fail(ld, "quiet_hours.default_tz: %s is not a "
 				   "time zone of the system's tz database "
 				   "(e.g. Asia/Shanghai)",
@@ -1878,14 +1868,12 @@ static int config_top(struct config_loader *ld, json_t *root)
 {
 	static const char *const known[] = {
 		"data_dir", "templates", "default_locale", "intake", "email",
-		"sms", "push", "limits", "retry", "sequences", NULL
-	};
-	static const char *const later[] = {
-		"quiet_hours", "unsubscribe", NULL
+		"sms", "push", "limits", "retry", "sequences", "quiet_hours",
+		"unsubscribe", NULL
 	};
 	struct config *cfg = ld->cfg;
 	char shown[CONFIG_SHOW_MAX];
-	if (config_check_keys(ld, root, "", known, later) != 0)
+	if (config_check_keys(ld, root, "", known, NULL) != 0)
 		return -1;
 	if (config_get_path(ld, root, "data_dir", NULL, cfg->dir, "../var",
 			    &cfg->data_dir) != 0 ||

@@ -211,6 +211,19 @@ static struct email_draft *draft_email(const struct deliver *d,
 	snprintf(message_id, sizeof message_id, "%s@%s", job->id,
 		 d->from_domain);
 	json_t *name = vars ? json_object_get(vars, "name") : NULL;
+	const char *url = vars ? json_string_value(json_object_get(
+					 vars, "unsubscribe_url")) : NULL;
+	char list_unsub[2400];
+	struct email_header extra[2] = {
+		{ "List-Unsubscribe", list_unsub },
+		{ "List-Unsubscribe-Post", "List-Unsubscribe=One-Click" },
+	};
+	if (url && d->cfg->unsub.mailto)
+		snprintf(list_unsub, sizeof list_unsub,
+			 "<%s>, <mailto:%s?subject=unsubscribe%%20%s>", url,
+			 d->cfg->unsub.mailto, strrchr(url, '/') + 1);
+	else if (url)
+		snprintf(list_unsub, sizeof list_unsub, "<%s>", url);
 	struct email_input in = {
 		.from = d->cfg->email_from,
 		.to_addr = job->recipient,
@@ -220,6 +233,8 @@ static struct email_draft *draft_email(const struct deliver *d,
 		.html = r->html,
 		.message_id = message_id,
 		.date_ms = time_now_ms(),
+		.extra = url ? extra : NULL,
+		.n_extra = url ? 2 : 0,
 	};
 	return email_draft_new(&in);
 }

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "channel.h"
 #include "job.h"
@@ -12,15 +11,13 @@
 #include "request.h"
 #include "sequence.h"
 #include "timefmt.h"
+#include "tzdb.h"
 
-#define TZ_CACHE_MAX 256
 
 struct ops {
 	struct ops_deps d;
 	bool shutting_down;
 	size_t waiting;
-	char *tz_ok[TZ_CACHE_MAX];  /* zone names known to exist */
-	size_t n_tz_ok;
 };
 
 /* An answer awaited from the store. */
@@ -72,21 +69,11 @@ static void reply_internal(struct waiter *w, const char *what)
 
 /* ------------------------------------------------------------ send */
 
-/* Whether a zone exists in the system tz database. Names are validated
- * by request.c ([A-Za-z0-9_+/-], no "..") before they reach here. */
-static bool tz_exists(struct ops *o, const char *tz)
+/* Whether a zone exists in the system tz database (tzdb caches what it
+ * read, so a zone's file is read once per process). */
+static bool tz_exists(const char *tz)
 {
-	for (size_t i = 0; i < o->n_tz_ok; i++)
-		if (strcmp(o->tz_ok[i], tz) == 0)
-			return true;
-	char path[512];
-	struct stat st;
-	snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
-	if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-		return false;
-	if (o->n_tz_ok < TZ_CACHE_MAX)
-		o->tz_ok[o->n_tz_ok++] = strdup(tz);
-	return true;
+	return tzdb_get(tz) != NULL;
 }
 
 static void on_send_committed(void *ud, const struct store_send_result *r)
@@ -181,7 +168,7 @@ static void op_send(struct ops *o, struct intake_slot *slot,
 	const struct template_set *set;
 	if (!check_template(o, slot, req, &set))
 		return;
-	if (req->tz && !tz_exists(o, req->tz)) {
+	if (req->tz && !tz_exists(req->tz)) {
 		intake_reply_error(slot, req->id, "bad_request",
 				   "tz: unknown time zone");
 		return;
@@ -283,7 +270,7 @@ static void op_enroll(struct ops *o, struct intake_slot *slot,
 		intake_reply_error(slot, req->id, "unknown_sequence", msg);
 		return;
 	}
-	if (req->tz && !tz_exists(o, req->tz)) {
+	if (req->tz && !tz_exists(req->tz)) {
 		intake_reply_error(slot, req->id, "bad_request",
 				   "tz: unknown time zone");
 		return;
@@ -526,7 +513,5 @@ void ops_free(struct ops *o)
 {
 	if (!o)
 		return;
-	for (size_t i = 0; i < o->n_tz_ok; i++)
-		free(o->tz_ok[i]);
 	free(o);
 }

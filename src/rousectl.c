@@ -36,6 +36,11 @@ static void usage(void)
 	      "  preview --template T --channel C [--locale L] [--var k=v ...]\n"
 	      "       [--vars JSON]\n"
 	      "  consent (--user U | --address A)\n"
+	      "  enroll --user U --sequence S [--email A] [--phone P]\n"
+	      "       [--push fcm:TOKEN|apns:TOKEN ...] [--locale L] [--tz ZONE]\n"
+	      "       [--var k=v ...] [--vars JSON]\n"
+	      "  event --user U --name EVENT\n"
+	      "  enrollment ID   (an enrollment's steps and their jobs)\n"
 	      "  bulk   (NDJSON requests on stdin, answers on stdout)\n",
 	      stderr);
 }
@@ -159,20 +164,46 @@ static int set_var(json_t *vars, const char *kv)
 	return rc;
 }
 
-static int set_push_to(json_t *req, const char *to)
+/* "fcm:TOKEN" / "apns:TOKEN" as {"platform","token"}, or NULL. */
+static json_t *push_target(const char *opt, const char *to)
 {
 	const char *colon = strchr(to, ':');
 	if (!colon) {
-		fprintf(stderr, "rousectl: push --to expects fcm:TOKEN or "
-			"apns:TOKEN\n");
-		return -1;
+		fprintf(stderr, "rousectl: %s expects fcm:TOKEN or "
+			"apns:TOKEN\n", opt);
+		return NULL;
 	}
 	json_t *obj = json_object();
 	char *platform = strndup(to, (size_t)(colon - to));
 	json_object_set_new(obj, "platform", json_string(platform));
 	json_object_set_new(obj, "token", json_string(colon + 1));
 	free(platform);
-	return json_object_set_new(req, "to", obj);
+	return obj;
+}
+
+static int set_push_to(json_t *req, const char *to)
+{
+	json_t *obj = push_target("push --to", to);
+	return obj ? json_object_set_new(req, "to", obj) : -1;
+}
+
+/* enroll's --email, --phone and --push go into "contact". */
+static int add_contact(json_t *req, const char *opt, const char *val)
+{
+	json_t *contact = json_object_get(req, "contact");
+	if (!contact) {
+		contact = json_object();
+		json_object_set_new(req, "contact", contact);
+	}
+	if (strcmp(opt, "--push") != 0)
+		return json_object_set_new(contact, opt + 2, json_string(val));
+	json_t *list = json_object_get(contact, "push");
+	if (!list) {
+		list = json_array();
+		json_object_set_new(contact, "push", list);
+	}
+	json_t *target = push_target("--push", val);
+	return target ? json_array_append_new(list, target) : -1;
 }
 
 /* Turns "--name value" options into request fields. */
@@ -182,12 +213,17 @@ static json_t *build_request(const char *op, int argc, char **argv)
 	json_t *vars = NULL;
 	const char *to = NULL;
 	json_object_set_new(req, "op", json_string(op));
-	if (strcmp(op, "status") == 0) {
+	if (strcmp(op, "status") == 0 || strcmp(op, "enrollment") == 0) {
 		if (argc != 1)
 			goto bad;
-		json_object_set_new(req, "job", json_string(argv[0]));
+		json_object_set_new(req, "op", json_string("status"));
+		json_object_set_new(req, op[0] == 's' ? "job" : "enrollment",
+				    json_string(argv[0]));
 		return req;
 	}
+	bool enroll = strcmp(op, "enroll") == 0;
+	if (enroll)
+		json_object_set_new(req, "contact", json_object());
 	for (int i = 0; i < argc; i++) {
 		const char *opt = argv[i];
 		if (strncmp(opt, "--", 2) != 0 || i + 1 >= argc)
@@ -213,6 +249,11 @@ static json_t *build_request(const char *op, int argc, char **argv)
 			json_decref(v);
 		} else if (strcmp(opt, "--to") == 0) {
 			to = val;
+		} else if (enroll && (strcmp(opt, "--email") == 0 ||
+				      strcmp(opt, "--phone") == 0 ||
+				      strcmp(opt, "--push") == 0)) {
+			if (add_contact(req, opt, val) != 0)
+				goto bad;
 		} else {
 			json_object_set_new(req, opt + 2, json_string(val));
 		}

@@ -26,6 +26,7 @@
 #include "store.h"
 #include "templates.h"
 #include "timefmt.h"
+#include "tzdb.h"
 #include "unsubtoken.h"
 
 #define SHUTDOWN_GRACE_MS 20000
@@ -295,5 +296,6 @@ out:
 	config_free(d.cfg);
 	email_global_shutdown();
 	http_global_cleanup();
+	tzdb_clear_cache();
 	return status;
 }

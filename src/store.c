@@ -33,8 +33,10 @@
 
 #include "gate.h"
 #include "log.h"
+#include "quiet.h"
 #include "store.h"
 #include "timefmt.h"
+#include "tzdb.h"
 #include "worker.h"
 
 #define STORE_MAX_BATCH 8192
@@ -893,6 +895,49 @@ static bool already_counted(struct store *s, int64_t rowid)
 
 enum gate_verdict { GATE_PASS, GATE_HELD, GATE_ERROR };
 
+/* When the job's recipient is inside quiet hours: the instant they end
+ * (with the detail naming the window, zone and local end), else 0. */
+static int64_t quiet_hold(const struct config *cfg, const struct job *job,
+			  int64_t now, char *detail, size_t len)
+{
+	const struct quiet_conf *qc = &cfg->quiet;
+	if (!qc->set || !qc->channels[job->channel])
+		return 0;
+	const struct tz_zone *zone = tzdb_get(job->tz ? job->tz
+						       : qc->default_tz);
+	if (!zone)
+		zone = tzdb_get(qc->default_tz);
+	struct quiet_hours q = { qc->start_min, qc->end_min };
+	int64_t until = quiet_until_ms(&q, zone, now);
+	if (!until)
+		return 0;
+	char range[QUIET_RANGE_BUFLEN], local[QUIET_LOCAL_BUFLEN];
+	quiet_format_range(&q, range, sizeof range);
+	quiet_format_local(zone, until, local, sizeof local);
+	snprintf(detail, len, "quiet hours %s %s until %s", range,
+		 zone ? tz_name(zone) : "UTC", local);
+	return until;
+}
+
+/* When a per-user cap holds the job back: *allowed is the instant the
+ * window allows it (0: not held) and *rule the rule that holds it. */
+static int cap_hold(struct store *s, const struct job *job, int64_t now,
+		    int64_t *allowed, size_t *rule)
+{
+	const struct config *cfg = s->cfg;
+	int64_t window = gate_longest_window(cfg->caps, cfg->n_caps,
+					     job->channel);
+	*allowed = 0;
+	if (window == 0)
+		return 0;
+	size_t n_sends = 0;
+	if (load_user_sends(s, job->user, now - window, &n_sends) != 0)
+		return -1;
+	*allowed = gate_cap_allowed_at(cfg->caps, cfg->n_caps, job->channel,
+				       s->sends, n_sends, now, rule);
+	return 0;
+}
+
 /* Runs the gate for one due job inside the claim transaction; ends or
  * defers it when it may not go now. */
 static enum gate_verdict gate_job(struct store *s, struct job *job,
@@ -918,32 +963,34 @@ static enum gate_verdict gate_job(struct store *s, struct job *job,
 				  "attempts_exhausted", now,
 				  "attempts exhausted", 0)
 			       ? GATE_ERROR : GATE_HELD;
-	if (cfg->n_caps == 0 || already_counted(s, job->rowid))
-		return GATE_PASS;
-	int64_t window = gate_longest_window(cfg->caps, cfg->n_caps,
-					     job->channel);
-	if (window == 0)
-		return GATE_PASS;
-	size_t n_sends = 0, rule = 0;
-	if (load_user_sends(s, job->user, now - window, &n_sends) != 0)
+	char quiet_detail[160];
+	int64_t quiet = quiet_hold(cfg, job, now, quiet_detail,
+				   sizeof quiet_detail);
+	size_t rule = 0;
+	int64_t allowed = 0;
+	if (cfg->n_caps && !already_counted(s, job->rowid) &&
+	    cap_hold(s, job, now, &allowed, &rule) != 0)
 		return GATE_ERROR;
-	int64_t allowed = gate_cap_allowed_at(cfg->caps, cfg->n_caps,
-					      job->channel, s->sends, n_sends,
-					      now, &rule);
-	if (allowed == 0)
+	if (allowed == 0 && quiet == 0)
 		return GATE_PASS;
-	char detail[96];
-	gate_rule_describe(&cfg->caps[rule], detail, sizeof detail);
-	if (job->expires_ms && allowed >= job->expires_ms)
-		return transition(s, job->rowid, JS_EXPIRED, 0, job->attempts,
-				  "expired", now, detail, 0)
-			       ? GATE_ERROR : GATE_HELD;
-	if (cfg->on_limit == ON_LIMIT_DROP)
+	char detail[160];
+	if (allowed)
+		gate_rule_describe(&cfg->caps[rule], detail, sizeof detail);
+	if (allowed && cfg->on_limit == ON_LIMIT_DROP)
 		return transition(s, job->rowid, JS_SUPPRESSED, 0,
 				  job->attempts, "rate_limited", now, detail, 0)
 			       ? GATE_ERROR : GATE_HELD;
-	return transition(s, job->rowid, JS_DEFERRED, allowed, job->attempts,
-			  "rate_limited", now, detail, allowed)
+	/* caps and quiet hours compose: the later "not before" wins */
+	bool by_quiet = quiet > allowed;
+	int64_t until = by_quiet ? quiet : allowed;
+	const char *why = by_quiet ? quiet_detail : detail;
+	if (job->expires_ms && until >= job->expires_ms)
+		return transition(s, job->rowid, JS_EXPIRED, 0, job->attempts,
+				  "expired", now, why, 0)
+			       ? GATE_ERROR : GATE_HELD;
+	return transition(s, job->rowid, JS_DEFERRED, until, job->attempts,
+			  by_quiet ? "quiet_hours" : "rate_limited", now, why,
+			  until)
 		       ? GATE_ERROR : GATE_HELD;
 }
 

@@ -97,17 +97,6 @@ def test_inline_secret_is_refused_naming_the_key(make_daemon, over):
         line
 
 
-@pytest.mark.parametrize("over,key", [
-    ({"quiet_hours": {"start": "21:00", "end": "08:00"}}, "quiet_hours"),
-    ({"unsubscribe": {"listen": "127.0.0.1:8025"}}, "unsubscribe"),
-])
-def test_later_features_are_refused_as_not_supported_yet(make_daemon, over,
-                                                          key):
-    d = make_daemon(templates=NOTE_TEMPLATES, config=over)
-    line = assert_refused(d, "not supported yet", key)
-    assert SENTINEL not in line
-
-
 @pytest.mark.parametrize("tpl,name,line", [
     ({"bad/text.mustache": "Hello {{name}},\nline {{#open}} two\nthree\n"},
      "bad/text.mustache", 2),

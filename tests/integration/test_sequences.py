@@ -2,6 +2,7 @@
 exit events, restarts, opt-outs and skipped steps (config.md "Sequences",
 protocol.md enroll/event, checklist 32)."""
 
+import json
 import time
 
 from rouse_harness import (NOTE_TEMPLATES, jsonl, maildir_messages,
@@ -210,3 +211,27 @@ def test_sequences_are_checked_against_the_templates(make_daemon):
     d = make_daemon(templates=NOTE_TEMPLATES, config={"sequences": bad})
     d.start(expect_fail=True)
     assert "sequences.s.steps[0].after: missing" in d.logs(), d.logs()
+
+
+def test_rousectl_enroll_event_enrollment_consent(make_daemon):
+    d = drip_daemon(make_daemon)
+    d.start()
+    r = d.ctl("enroll", "--user", "u8", "--sequence", "slow_test",
+              "--email", "u8@example.com", "--phone", "+8613800000008",
+              "--push", "fcm:tok8", "--var", "name=U8", "--tz", "UTC")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    enr = json.loads(r.stdout)["enrollment"]
+    r = d.ctl("enrollment", enr)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)["enrollment"]
+    assert got["id"] == enr and got["sequence"] == "slow_test", got
+    r = d.ctl("event", "--user", "u8", "--name", "purchase")
+    assert json.loads(r.stdout)["exited"] == 1, r.stdout
+    r = d.ctl("consent", "--user", "u8")
+    assert r.returncode == 0 and json.loads(r.stdout)["history"] == []
+    r = d.ctl("enroll", "--user", "u8", "--sequence", "slow_test",
+              "--push", "nocolon")
+    assert r.returncode == 2, r
+    r = d.ctl("enroll", "--user", "u8", "--sequence", "nope")
+    assert r.returncode == 1
+    assert json.loads(r.stdout)["error"]["code"] == "unknown_sequence"

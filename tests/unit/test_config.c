@@ -394,11 +394,70 @@ static void test_types_and_values(void)
 	}
 }
 
-static void test_not_supported(void)
+static void test_issue6_sections(void)
 {
 	expect_err("{\"quiet_hours\": {\"start\": \"21:00\"}}",
-		   "not supported yet: quiet_hours");
-	expect_err("{\"unsubscribe\": {}}", "not supported yet: unsubscribe");
+		   "quiet_hours.end: missing");
+	expect_err("{\"quiet_hours\": {\"start\": \"21:00\", \"end\": \"8:00\"}}",
+		   "quiet_hours.end: \"8:00\" is not a time of day \"HH:MM\" "
+		   "(00:00 to 23:59)");
+	expect_err("{\"quiet_hours\": {\"start\": \"24:00\", \"end\": \"08:00\"}}",
+		   "quiet_hours.start: \"24:00\" is not a time of day \"HH:MM\" "
+		   "(00:00 to 23:59)");
+	expect_err("{\"quiet_hours\": {\"start\": \"08:00\", \"end\": \"08:00\"}}",
+		   "quiet_hours.end: the same time as quiet_hours.start (leave "
+		   "quiet_hours out for none)");
+	expect_err("{\"quiet_hours\": {\"start\": \"21:00\", \"end\": \"08:00\","
+		   " \"default_tz\": \"Mars/Olympus\"}}",
+		   "quiet_hours.default_tz: \"Mars/Olympus\" is not a time zone "
+		   "of the system's tz database (e.g. Asia/Shanghai)");
+	expect_err("{\"quiet_hours\": {\"start\": \"21:00\", \"end\": \"08:00\","
+		   " \"channels\": [\"fax\"]}}",
+		   "quiet_hours.channels[0]: expected \"email\", \"sms\" or "
+		   "\"push\"");
+	{
+		struct config *cfg = load_ok(
+			"{\"quiet_hours\": {\"start\": \"21:30\", \"end\": \"08:00\","
+			" \"default_tz\": \"Asia/Shanghai\"}}");
+		ASSERT_TRUE(cfg->quiet.set);
+		ASSERT_EQ_INT(cfg->quiet.start_min, 21 * 60 + 30);
+		ASSERT_EQ_INT(cfg->quiet.end_min, 8 * 60);
+		ASSERT_EQ_STR(cfg->quiet.default_tz, "Asia/Shanghai");
+		ASSERT_TRUE(!cfg->quiet.channels[CH_EMAIL]);
+		ASSERT_TRUE(cfg->quiet.channels[CH_SMS]);
+		ASSERT_TRUE(cfg->quiet.channels[CH_PUSH]);
+		config_free(cfg);
+	}
+	expect_err("{\"unsubscribe\": {}}",
+		   "unsubscribe.public_url: missing (the https:// address the "
+		   "listener is reached at from outside)");
+	expect_err("{\"unsubscribe\": {\"listen\": \"localhost:80\"}}",
+		   "unsubscribe.listen: \"localhost:80\" is not \"address:port\" "
+		   "with a numeric address (e.g. 127.0.0.1:8025, [::1]:8025)");
+	expect_err("{\"unsubscribe\": {\"public_url\": \"https://s.example/r\"}}",
+		   "unsubscribe.secret_env: missing (or unsubscribe.secret_file): "
+		   "the key that signs unsubscribe links");
+	expect_err("{\"unsubscribe\": {\"public_url\": \"https://s.example/r\","
+		   " \"footer\": {\"en\": \"bye\"}}}",
+		   "unsubscribe.footer.en: must contain {{unsubscribe_url}}");
+	setenv("ROUSE_TEST_UNSUB", "0123456789abcdef0123", 1);
+	{
+		struct config *cfg = load_ok(
+			"{\"unsubscribe\": {\"listen\": \"[::1]:8025\","
+			" \"public_url\": \"https://s.example/rouse/\","
+			" \"secret_env\": \"ROUSE_TEST_UNSUB\","
+			" \"mailto\": \"u@s.example\"}}");
+		ASSERT_TRUE(cfg->unsub.set);
+		ASSERT_EQ_STR(cfg->unsub.listen_host, "::1");
+		ASSERT_EQ_INT(cfg->unsub.listen_port, 8025);
+		ASSERT_EQ_STR(cfg->unsub.public_url, "https://s.example/rouse");
+		ASSERT_EQ_STR(cfg->unsub.public_path, "/rouse");
+		ASSERT_EQ_STR(cfg->unsub.secret, "0123456789abcdef0123");
+		ASSERT_EQ_STR(cfg->unsub.mailto, "u@s.example");
+		ASSERT_EQ_INT((int)cfg->unsub.n_footer, 2);
+		config_free(cfg);
+	}
+	unsetenv("ROUSE_TEST_UNSUB");
 }
 
 /* sms.http, push.fcm and push.apns: accepted in full, refused by key. */
@@ -1309,7 +1368,7 @@ int main(void)
 	test_durations();
 	test_numbers();
 	test_types_and_values();
-	test_not_supported();
+	test_issue6_sections();
 	test_http_transports();
 	test_smtp_full();
 	test_smtp_invalid();
