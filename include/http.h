@@ -62,12 +62,15 @@ struct http_pool_options {
 	int max_in_flight;     /* most requests handed to curl at once; the
 	                          rest queue (FIFO) in the pool. 0: connections
 	                          for HTTP/1.1, 100 x connections with http2 */
-	const char *ca_file;   /* PEM bundle instead of the system store, or
-	                          NULL; peer and host verification always on */
+	const char *ca_file;   /* PEM bundle to trust, or NULL for libcurl's
+	                          default bundle (Debian: /etc/ssl/certs/
+	                          ca-certificates.crt; the hashed CA directory
+	                          is not used). Peer and host verification
+	                          always on */
 	int64_t timeout_ms;    /* whole request, from hand-over to curl, > 0 */
-	bool http2;            /* offer h2 by ALPN (https only) and multiplex
-	                          requests over the pool's connections;
-	                          false: HTTP/1.1 only */
+	bool http2;            /* offer h2 by ALPN (https only; http:// URLs
+	                          stay HTTP/1.1) and multiplex requests over the
+	                          pool's connections; false: HTTP/1.1 only */
 };
 
 /* Borrowed during http_submit only: the pool copies what it needs. */

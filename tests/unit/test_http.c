@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -524,6 +525,7 @@ static void bulk_done(void *ud, const struct http_response *r)
 static void test_many_few_connections(void)
 {
 	long conns0 = stat_int("connections");
+	size_t own0 = http_pool_connections_opened(stats_pool);
 	struct http_pool *p = pool("sms", 4, 0, 30000);
 	struct bulk b = {0};
 	char u[256];
@@ -544,7 +546,11 @@ static void test_many_few_connections(void)
 	ASSERT_EQ_INT(b.ok, 500);
 	ASSERT_EQ_INT(b.bad, 0);
 	ASSERT_EQ_INT(http_pool_in_flight(p), 0);
+	/* the server's count, less what the /stats requests opened (the stats
+	 * pool reconnects when its connection idled for 4 s, e.g. under
+	 * valgrind) */
 	long made = stat_int("connections") - conns0;
+	made -= (long)(http_pool_connections_opened(stats_pool) - own0);
 	ASSERT_TRUE(made >= 1 && made <= 4);
 	ASSERT_EQ_INT((long)http_pool_connections_opened(p), made);
 	RUN_UNTIL(false, 100);
@@ -614,11 +620,11 @@ static void test_close_in_flight(void)
 		ASSERT_EQ_INT(c[i].calls, 1);
 	/* the stalled connections were closed: the server sees them go */
 	long open = open0 + 2;
-	for (int i = 0; i < 200 && open > open0; i++) {
+	for (int i = 0; i < 300 && open > open0; i++) {
 		RUN_UNTIL(false, 20);
 		open = stat_int("open");
 	}
-	ASSERT_EQ_INT(open, open0);
+	ASSERT_TRUE(open <= open0);
 	for (int i = 0; i < 5; i++)
 		call_reset(&c[i]);
 }
