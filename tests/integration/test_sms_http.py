@@ -189,3 +189,23 @@ def test_json_gateway_shape_and_id(make_daemon):
         assert r.json["ref"] == job
         assert "回复TD退订" in r.json["text"]
         assert st["provider_ref"] == r.ref and r.ref.startswith("gw-")
+
+
+def test_429_pauses_the_whole_sms_transport(make_daemon):
+    # checklist 46: after a 429 with Retry-After: 3, no SMS request at all
+    # reaches the gateway for 3 seconds
+    with TwilioMock(SID, TOKEN, rules={"+8613800000020": ("429:3", 1)}) \
+            as mock:
+        d = twilio_daemon(make_daemon, mock).start()
+        with d.client() as c:
+            first = c.request(sms_send("p0", "+8613800000020"))["job"]
+            (throttled,) = mock.wait_requests(1, answered=True)
+            others = [c.request(sms_send("p%d" % i, "+86138000001%02d" % i))
+                      ["job"] for i in range(1, 11)]
+            for j in others + [first]:
+                wait_state(c, j, ("sent",), timeout=20)
+        assert throttled.status == 429
+        later = [r for r in mock.requests("sms") if r is not throttled]
+        assert len(later) == 11
+        gap = min(r.at for r in later) - throttled.answered_at
+        assert gap >= 2.9, gap
