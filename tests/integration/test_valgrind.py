@@ -79,3 +79,97 @@ def test_daemon_session_is_valgrind_clean(tmp_path):
     assert "ERROR SUMMARY: 0 errors" in report, report[-3000:]
     assert "definitely lost: 0 bytes" in report or \
         "no leaks are possible" in report, report[-3000:]
+
+
+def test_http_transports_sequences_and_listener_are_valgrind_clean(tmp_path):
+    import urllib.request
+
+    from http_mocks import ApnsMock, FcmMock, TwilioMock, make_apns_key
+    from smtp_sink import free_port, make_certificates
+
+    certs = make_certificates(tmp_path / "certs")
+    key_file, public = make_apns_key(tmp_path / "apns", "KEY1234567")
+    twilio = TwilioMock("AC1", "tw-token")
+    fcm = FcmMock(tls=certs)
+    apns = ApnsMock("KEY1234567", "TEAM123456", public, "com.example",
+                    tls=certs)
+    sa, _, _, _ = fcm.make_service_account(tmp_path / "sa")
+    port = free_port()
+    data = tmp_path / "var"
+    config = tmp_path / "rouse.json"
+    config.write_text(json.dumps({
+        "data_dir": str(data),
+        "templates": str(SOURCE_DIR / "templates"),
+        "sms": {"transport": "http", "from": "+15550100",
+                "http": {"kind": "twilio", "url": twilio.url,
+                         "account_sid": "AC1",
+                         "auth_token_env": "ROUSE_VG_TWILIO"}},
+        "push": {"transport": "http",
+                 "fcm": {"url": fcm.url, "service_account_file": sa,
+                         "ca_file": certs[0]},
+                 "apns": {"url": apns.url, "topic": "com.example",
+                          "key_file": key_file, "key_id": "KEY1234567",
+                          "team_id": "TEAM123456", "ca_file": certs[0]}},
+        "quiet_hours": {"start": "00:00", "end": "23:59",
+                        "default_tz": "UTC", "channels": ["email"]},
+        "unsubscribe": {"listen": "127.0.0.1:%d" % port,
+                        "public_url": "http://127.0.0.1:%d" % port,
+                        "secret_env": "ROUSE_VG_SECRET"},
+        "sequences": {"s": {"exit_on": ["purchase"],
+                            "steps": [{"after": "0s", "channel": "email",
+                                       "template": "winback"},
+                                      {"after": "0s", "channel": "sms",
+                                       "template": "coupon_expiring"},
+                                      {"after": "1d", "channel": "sms",
+                                       "template": "coupon_expiring"}]}},
+    }))
+    env = dict(__import__("os").environ, ROUSE_VG_TWILIO="tw-token",
+               ROUSE_VG_SECRET="valgrind-secret-0123456789")
+    log = tmp_path / "valgrind.log"
+    with twilio, fcm, apns:
+        proc = subprocess.Popen(
+            ["valgrind", "--leak-check=full",
+             "--errors-for-leak-kinds=definite", "--error-exitcode=9",
+             "--log-file=" + str(log), ROUSED, "--config", str(config)],
+            stderr=subprocess.DEVNULL, env=env)
+        try:
+            sock = data / "rouse.sock"
+            wait_for(sock.exists, timeout=90, message="no socket")
+            with Client(str(sock), timeout=90) as c:
+                enr = c.request({"op": "enroll", "user": "u1",
+                                 "sequence": "s",
+                                 "contact": {"email": "a@example.com",
+                                             "phone": "+8613800138000"},
+                                 "vars": {"name": "A"}})
+                assert enr["ok"], enr
+                jobs = [c.request({"op": "send", "user": "u2",
+                                   "channel": "push", "to": to,
+                                   "template": "miss_you", "tz": "UTC"})
+                        ["job"] for to in (
+                            {"platform": "fcm", "token": "f1"},
+                            {"platform": "apns", "token": "a1b2"})]
+                for j in jobs:
+                    wait_state(c, j, ("sent",), timeout=90)
+                twilio.wait_requests(1, timeout=90, answered=True)
+                # the email step waits for the end of (all-day) quiet hours
+                e = c.request({"op": "status",
+                               "enrollment": enr["enrollment"]})
+                assert e["enrollment"]["steps"][0]["state"] in (
+                    "deferred", "sent"), e
+                ev = c.request({"op": "event", "user": "u1",
+                                "name": "purchase"})
+                assert ev["exited"] == 1, ev
+                page = urllib.request.urlopen(
+                    "http://127.0.0.1:%d/healthz" % port, timeout=30)
+                assert page.status == 200
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    report = log.read_text()
+    assert rc == 0, report[-3000:]
+    assert "ERROR SUMMARY: 0 errors" in report, report[-3000:]
+    assert "definitely lost: 0 bytes" in report or \
+        "no leaks are possible" in report, report[-3000:]
