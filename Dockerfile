@@ -13,7 +13,7 @@ RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 FROM debian:12
 RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
       --no-install-recommends libuv1 libjansson4 libsqlite3-0 libgmime-3.0-0 \
-      libssl3 tzdata ca-certificates \
+      libssl3 libesmtp6 libcurl4 libjwt0 libmicrohttpd12 tzdata ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home-dir /opt/rouse --shell /usr/sbin/nologin rouse
 COPY --from=build /build/roused /build/rousectl /usr/local/bin/

@@ -256,8 +256,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "roused: %s\n", err);
 		goto out;
 	}
-	if (check && d.cfg->push_transport == TRANSPORT_HTTP &&
-	    pushgw_check(d.cfg, err, sizeof err) != 0) {
+	if (check && ((d.cfg->push_transport == TRANSPORT_HTTP &&
+		       pushgw_check(d.cfg, err, sizeof err) != 0) ||
+		      (d.cfg->unsub.set &&
+		       unsub_keys_parse(d.cfg->unsub.secret, &d.unsub_keys,
+					err, sizeof err) != 0))) {
 		fprintf(stderr, "roused: %s\n", err);
 		goto out;
 	}

@@ -289,3 +289,15 @@ def test_footer_added_where_the_template_has_no_link(make_daemon):
         assert (word + url) in text, text
         assert ('<a href="%s">' % url) in html, html
         assert html.index(url) < html.index("</body>"), html
+
+
+def test_a_short_or_inline_secret_is_refused(make_daemon):
+    d = unsub_daemon(make_daemon, secret="SENTINEL-short")
+    rc, out = d.start(expect_fail=True)
+    assert rc != 0 and "unsubscribe.secret_env" in out, out
+    assert "SENTINEL" not in out
+    d = make_daemon(config={"unsubscribe": {
+        "public_url": "https://x.example", "secret": "SENTINEL-inline"}})
+    rc, out = d.start(expect_fail=True)
+    assert rc != 0 and "unsubscribe.secret" in out, out
+    assert "SENTINEL" not in out
