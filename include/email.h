@@ -1,4 +1,5 @@
-/* email.h: builds the bytes of one email message with GMime (pure).
+/* email.h: builds the bytes of one email message (pure; GMime's transfer
+ * encoders).
  *
  * The one message builder: the maildir outbox and the SMTP transport send
  * exactly these bytes. Output follows delivery-rules §2: exactly one each
@@ -32,10 +33,9 @@ struct email_input {
 	size_t n_extra;
 };
 
-/* Initialises GMime once per process (call from main before threads).
- * GMime's default format and parser options are process-global: after
- * this call they are read-only for the whole process (nothing may change
- * them), which is what makes email_build callable from any thread.
+/* Initialises GMime once per process (call from main before threads);
+ * email_build refuses to run before it. email_build shares no state
+ * between calls, so it may then run on any thread concurrently.
  * email_global_shutdown calls g_mime_shutdown (after all builds have
  * finished); GMime cannot be initialised again after it. */
 void email_global_init(void);

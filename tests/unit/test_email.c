@@ -187,6 +187,22 @@ static struct tcase cases[] = {
 		.subject = " \r\n ", .text = "", .html = NULL,
 		.message_id = "es@shop.example", .date_ms = DATE_MS },
 	  "", "Shop", "noreply@shop.example", "", "quoted-printable", NULL },
+	{ "empty_text_part", {
+		.from = "Shop <noreply@shop.example>",
+		.to_addr = "ivy@example.com", .to_name = "Ivy",
+		.subject = "Empty text part", .text = "", .html = "<p>x</p>",
+		.message_id = "et@shop.example", .date_ms = DATE_MS },
+	  "Empty text part", "Shop", "noreply@shop.example", "Ivy",
+	  "quoted-printable", "quoted-printable" },
+	{ "cr_line_ends", {
+		.from = "Shop <noreply@shop.example>",
+		.to_addr = "jun@example.cn", .to_name = "Jun",
+		.subject = "CR line ends",
+		.text = "\r第一行\r第二行\r\n\r\n第三行\n第四行\r",
+		.html = "<p>a</p>\r\r<p>b \t</p>\r\n<p>c</p>\r",
+		.message_id = "cr@shop.example", .date_ms = DATE_MS },
+	  "CR line ends", "Shop", "noreply@shop.example", "Jun",
+	  "base64", "quoted-printable" },
 };
 
 #define N_CASES (sizeof cases / sizeof cases[0])
@@ -453,6 +469,182 @@ test_exact_headers(void)
 	free(m);
 }
 
+/* Whole messages, byte for byte: the layout GMime 3.2 wrote when it
+ * serialised rouse's messages (MIME-Version after the message's own
+ * headers, no preamble, the boundary's CRLF before each delimiter, the
+ * transfer encoders' soft line breaks and =20/=09 at line ends), kept
+ * identical so that a retry of a message queued before the change sends
+ * the same bytes. */
+static const struct email_header golden_extra[] = {
+	{ "List-Unsubscribe", "<https://shop.example/u/g>" },
+};
+
+static const char golden_multipart[] =
+	"Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
+	"From: Shop <noreply@shop.example>\r\n"
+	"To: Ann Lee <ann@example.com>\r\n"
+	"Subject: =?UTF-8?B?R29sZGVuIOmHkeiJsiBvZmZlcg==?=\r\n"
+	"Message-ID: <golden@shop.example>\r\n"
+	"List-Unsubscribe: <https://shop.example/u/g>\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: multipart/alternative; boundary=\"=_rouse_a2820877b3888723\"\r\n"
+	"\r\n"
+	"--=_rouse_a2820877b3888723\r\n"
+	"Content-Type: text/plain; charset=utf-8\r\n"
+	"Content-Transfer-Encoding: quoted-printable\r\n"
+	"\r\n"
+	"Line with trailing blanks =20\r\n"
+	"Trailing tab=09\r\n"
+	"A long line that the quoted-printable encoder must break with a soft line b=\r\n"
+	"reak: it runs on past seventy-six characters.\r\n"
+	".\r\n"
+	"From here\r\n"
+	"=3D sign, no end\r\n"
+	"\r\n"
+	"--=_rouse_a2820877b3888723\r\n"
+	"Content-Type: text/html; charset=utf-8\r\n"
+	"Content-Transfer-Encoding: base64\r\n"
+	"\r\n"
+	"PHA+5L2g5aW977yM5LiW55WMPC9wPg0KPHA+5YaN6KeBPC9wPg0K\r\n"
+	"\r\n"
+	"--=_rouse_a2820877b3888723--\r\n";
+
+static const char golden_single[] =
+	"Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n"
+	"From: noreply@shop.example\r\n"
+	"To: bob@example.org\r\n"
+	"Subject: Mac line ends\r\n"
+	"Message-ID: <mac@shop.example>\r\n"
+	"MIME-Version: 1.0\r\n"
+	"Content-Type: text/html; charset=utf-8\r\n"
+	"Content-Transfer-Encoding: quoted-printable\r\n"
+	"\r\n"
+	"<p>one</p>\r\n"
+	"<p>two\t</p>\r\n"
+	"\r\n"
+	"<p>three</p>\r\n";
+
+static void
+expect_bytes(const char *what, const struct email_input *in, const char *want)
+{
+	char *m = NULL, err[256] = "";
+	size_t len = 0;
+
+	if (email_build(in, &m, &len, err, sizeof err) != 0)
+		fprintf(stderr, "%s: build failed: %s\n", what, err);
+	ASSERT_TRUE(m != NULL);
+	if (m == NULL)
+		return;
+	if (len != strlen(want) || memcmp(m, want, len) != 0)
+		fprintf(stderr, "%s: got:\n%s\nwant:\n%s\n", what, m, want);
+	ASSERT_EQ_INT(len, strlen(want));
+	ASSERT_TRUE(memcmp(m, want, len < strlen(want) ? len : strlen(want)) == 0);
+	free(m);
+}
+
+static void
+test_golden(void)
+{
+	struct email_input multi = {
+		.from = "Shop <noreply@shop.example>",
+		.to_addr = "ann@example.com", .to_name = "Ann Lee",
+		.subject = "Golden 金色 offer",
+		.text = "Line with trailing blanks  \nTrailing tab\t\n"
+			"A long line that the quoted-printable encoder must break "
+			"with a soft line break: it runs on past seventy-six "
+			"characters.\n.\nFrom here\n= sign, no end",
+		.html = "<p>你好，世界</p>\r\n<p>再见</p>\r\n",
+		.message_id = "golden@shop.example", .date_ms = DATE_MS,
+		.extra = golden_extra, .n_extra = 1,
+	};
+	struct email_input single = {
+		.from = "noreply@shop.example",
+		.to_addr = "bob@example.org", .to_name = NULL,
+		.subject = "Mac line ends",
+		.html = "<p>one</p>\r<p>two\t</p>\r\r<p>three</p>\r",
+		.message_id = "<mac@shop.example>", .date_ms = 0,
+	};
+
+	expect_bytes("golden_multipart", &multi, golden_multipart);
+	expect_bytes("golden_single", &single, golden_single);
+}
+
+/* A draft copies its inputs: it builds the bytes email_build builds from
+ * the same inputs, after the originals are gone. */
+static void
+test_drafts(void)
+{
+	char from[64], subject[256], text[4096], name[64], hname[32], hvalue[64];
+	struct email_header extra[1];
+	struct email_input in;
+	struct email_draft *d;
+	char *want = NULL, *got = NULL, err[256] = "";
+	size_t wantlen = 0, gotlen = 0, i;
+
+	for (i = 0; i < N_CASES; i++) {
+		d = email_draft_new(&cases[i].in);
+		ASSERT_TRUE(d != NULL);
+		if (d == NULL)
+			continue;
+		ASSERT_EQ_INT(email_build(&cases[i].in, &want, &wantlen, err, sizeof err), 0);
+		ASSERT_EQ_INT(email_draft_build(d, &got, &gotlen, err, sizeof err), 0);
+		ASSERT_TRUE(want != NULL && got != NULL && wantlen == gotlen &&
+			    memcmp(want, got, wantlen) == 0);
+		free(want);
+		free(got);
+		want = got = NULL;
+		email_draft_free(d);
+	}
+
+	snprintf(from, sizeof from, "%s", "Shop <noreply@shop.example>");
+	snprintf(subject, sizeof subject, "%s", cases[1].in.subject);
+	snprintf(text, sizeof text, "%s", cases[1].in.text);
+	snprintf(name, sizeof name, "%s", cases[1].in.to_name);
+	snprintf(hname, sizeof hname, "%s", "List-Unsubscribe");
+	snprintf(hvalue, sizeof hvalue, "%s", "<https://shop.example/u/d>");
+	extra[0] = (struct email_header){ hname, hvalue };
+	in = cases[1].in;
+	in.from = from;
+	in.subject = subject;
+	in.text = text;
+	in.to_name = name;
+	in.extra = extra;
+	in.n_extra = 1;
+	ASSERT_EQ_INT(email_build(&in, &want, &wantlen, err, sizeof err), 0);
+	d = email_draft_new(&in);
+	ASSERT_TRUE(d != NULL);
+	memset(from, 'x', sizeof from - 1);
+	memset(subject, 'x', sizeof subject - 1);
+	memset(text, 'x', sizeof text - 1);
+	memset(name, 'x', sizeof name - 1);
+	memset(hname, 'x', sizeof hname - 1);
+	memset(hvalue, 'x', sizeof hvalue - 1);
+	extra[0] = (struct email_header){ NULL, NULL };
+	if (d != NULL) {
+		ASSERT_EQ_INT(email_draft_build(d, &got, &gotlen, err, sizeof err), 0);
+		ASSERT_TRUE(want != NULL && got != NULL && wantlen == gotlen &&
+			    memcmp(want, got, wantlen) == 0);
+		email_draft_free(d);
+	}
+	free(want);
+	free(got);
+
+	/* The builder's refusal survives the copy. */
+	in = cases[0].in;
+	in.extra = NULL;
+	in.n_extra = 2;
+	d = email_draft_new(&in);
+	ASSERT_TRUE(d != NULL);
+	got = NULL;
+	if (d != NULL) {
+		ASSERT_EQ_INT(email_draft_build(d, &got, &gotlen, err, sizeof err), -1);
+		ASSERT_TRUE(got == NULL);
+		ASSERT_TRUE(strstr(err, "extra: NULL with n_extra 2") != NULL);
+		email_draft_free(d);
+	}
+	email_draft_free(NULL);
+}
+
 static void
 expect_fail(const struct email_input *in, const char *want_err)
 {
@@ -647,6 +839,8 @@ main(void)
 	email_global_init();
 	test_messages();
 	test_exact_headers();
+	test_golden();
+	test_drafts();
 	test_refusals();
 	test_from_domain();
 	test_threads();
