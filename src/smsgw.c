@@ -239,7 +239,7 @@ void smsgw_send(struct smsgw *g, const char *job_id, const char *to,
 
 int smsgw_capacity(const struct smsgw *g)
 {
-	return 2 * g->cfg->sms_http.http.connections;
+	return 8 * g->cfg->sms_http.http.connections;
 }
 
 int smsgw_open(uv_loop_t *loop, const struct config *cfg, struct smsgw **out,

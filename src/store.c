@@ -128,6 +128,9 @@ static const char *const migrations[] = {
 	"ALTER TABLE jobs ADD COLUMN step INTEGER;"
 	"CREATE INDEX jobs_enrollment ON jobs(enrollment)"
 	"  WHERE enrollment IS NOT NULL;",
+	/* 3 -> 4: stats counts jobs by walking this index (no sort, no
+	 * memory growing with the table) */
+	"CREATE INDEX jobs_channel_state ON jobs(channel, state);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -308,9 +311,16 @@ struct store {
 	uv_cond_t ckpt_wake;
 	bool ckpt_wanted;             /* guarded by ckpt_lock */
 	bool ckpt_stop;               /* guarded by ckpt_lock */
+	int wal_frames;               /* guarded by ckpt_lock */
 };
 
 #define STORE_CHECKPOINT_FRAMES 2000
+/* Past this many frames (~256 MiB of 4 KiB pages) a passive checkpoint is
+ * not keeping up with a writer that never pauses: the next checkpoint
+ * waits for a gap between commits and makes the WAL start over, so the
+ * file (and a crash's replay) stays bounded. */
+#define STORE_WAL_RESTART_FRAMES 65536
+#define STORE_WAL_SIZE_LIMIT "67108864" /* truncate a restarted WAL to this */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -336,6 +346,7 @@ static int open_connection(const char *path, bool readonly, sqlite3 **out,
 		"PRAGMA journal_mode=WAL;"
 		"PRAGMA synchronous=FULL;"
 		"PRAGMA cache_size=-16384;"
+		"PRAGMA journal_size_limit=" STORE_WAL_SIZE_LIMIT ";"
 		"PRAGMA temp_store=MEMORY;";
 	char *msg = NULL;
 	if (sqlite3_exec(db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
@@ -1991,6 +2002,7 @@ static int on_wal_commit(void *ud, sqlite3 *db, const char *name, int frames)
 	if (frames >= STORE_CHECKPOINT_FRAMES) {
 		uv_mutex_lock(&s->ckpt_lock);
 		s->ckpt_wanted = true;
+		s->wal_frames = frames;
 		uv_cond_signal(&s->ckpt_wake);
 		uv_mutex_unlock(&s->ckpt_lock);
 	}
@@ -2008,10 +2020,12 @@ static void checkpoint_thread(void *arg)
 		if (s->ckpt_stop)
 			break;
 		s->ckpt_wanted = false;
+		int mode = s->wal_frames >= STORE_WAL_RESTART_FRAMES
+				   ? SQLITE_CHECKPOINT_RESTART
+				   : SQLITE_CHECKPOINT_PASSIVE;
 		uv_mutex_unlock(&s->ckpt_lock);
-		int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL,
-						   SQLITE_CHECKPOINT_PASSIVE,
-						   NULL, NULL);
+		int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL, mode, NULL,
+						   NULL);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
 			log_msg(LOG_WARN, "WAL checkpoint failed", "error",
 				sqlite3_errmsg(s->cdb), NULL);
