@@ -188,8 +188,8 @@ static const char *const stmt_sql[Q_COUNT] = {
 	[Q_DUE] =
 		"SELECT rowid, id, key, user, channel, recipient, platform,"
 		" template, locale, vars, tz, at_ms, expires_ms, created_ms,"
-		" attempts, state FROM jobs WHERE state < 3 AND"
-		" channel = ?1 AND due_ms <= ?2 ORDER BY due_ms LIMIT ?3",
+		" attempts, state FROM jobs INDEXED BY jobs_due WHERE state < 3"
+		" AND channel = ?1 AND due_ms <= ?2 ORDER BY due_ms LIMIT ?3",
 	[Q_HISTORY_HAS] = "SELECT 1 FROM send_history WHERE job = ?1",
 	[Q_HISTORY_USER] =
 		"SELECT channel, at_ms FROM send_history WHERE user = ?1 AND"
@@ -202,9 +202,9 @@ static const char *const stmt_sql[Q_COUNT] = {
 		"UPDATE jobs SET state = 4, sent_ms = ?2, encoding = ?3,"
 		" segments = ?4, reason = NULL, provider_ref = ?5"
 		" WHERE rowid = ?1",
-	[Q_NEXT_DUE] =
-		"SELECT MIN(due_ms) FROM jobs WHERE state < 3 AND"
-		" channel = ?1",
+	[Q_NEXT_DUE] = /* pinned: (channel, state) would scan every active job */
+		"SELECT MIN(due_ms) FROM jobs INDEXED BY jobs_due WHERE"
+		" state < 3 AND channel = ?1",
 	[Q_JOB_GET] =
 		"SELECT rowid, id, key, user, channel, recipient, platform,"
 		" template, locale, vars, tz, at_ms, expires_ms, created_ms,"
@@ -312,7 +312,20 @@ struct store {
 	bool ckpt_wanted;             /* guarded by ckpt_lock */
 	bool ckpt_stop;               /* guarded by ckpt_lock */
 	int wal_frames;               /* guarded by ckpt_lock */
+
+	/* Transport outcomes linger up to STORE_LINGER_MS before the writer
+	 * wakes, so that they share commits (each commit costs an fsync and
+	 * the rewrite of the pages it touched); a client's request ends the
+	 * linger at once, so no answer waits for it. */
+	uv_timer_t *linger;           /* NULL when the loop has none */
+	bool lingering;               /* the writer is held */
+	size_t lingered;              /* outcomes queued while held */
 };
+
+#define STORE_LINGER_MS 1
+#define STORE_LINGER_MAX 512
+
+static void linger_end(struct store *s);
 
 #define STORE_CHECKPOINT_FRAMES 2000
 /* Past this many frames (~256 MiB of 4 KiB pages) a passive checkpoint is
@@ -1355,6 +1368,7 @@ int store_send(struct store *s, struct job *job, int64_t now,
 		job_free(job);
 		return -1;
 	}
+	linger_end(s);
 	cmd->kind = CMD_SEND;
 	cmd->ud = ud;
 	cmd->u.send.job = job;
@@ -1392,6 +1406,7 @@ int store_enroll(struct store *s, struct enrollment *e, int64_t now,
 		enrollment_free(e);
 		return -1;
 	}
+	linger_end(s);
 	cmd->kind = CMD_ENROLL;
 	cmd->ud = ud;
 	cmd->u.enroll.e = e;
@@ -1410,6 +1425,7 @@ int store_event(struct store *s, const char *user, const char *name,
 	if (s->pending >= (size_t)s->cfg->max_pending ||
 	    !(cmd = calloc(1, sizeof *cmd)))
 		return -1;
+	linger_end(s);
 	cmd->kind = CMD_EVENT;
 	cmd->ud = ud;
 	cmd->u.event.user = strdup(user);
@@ -1441,6 +1457,7 @@ int store_optout(struct store *s, const struct optout_change *c,
 	if (s->pending >= (size_t)s->cfg->max_pending ||
 	    !(cmd = calloc(1, sizeof *cmd)))
 		return -1;
+	linger_end(s);
 	cmd->kind = CMD_OPTOUT;
 	cmd->ud = ud;
 	cmd->u.optout.cb = cb;
@@ -1474,6 +1491,42 @@ void store_claim(struct store *s, const struct claim_params *p,
 	worker_submit(s->writer, &cmd->item);
 }
 
+/* ---------------------------------------------------------- lingering */
+
+static void linger_end(struct store *s)
+{
+	if (!s->lingering)
+		return;
+	s->lingering = false;
+	s->lingered = 0;
+	uv_timer_stop(s->linger);
+	worker_release(s->writer);
+}
+
+static void on_linger_timer(uv_timer_t *t)
+{
+	linger_end(t->data);
+}
+
+/* Called before queueing a transport outcome. */
+static void linger_begin(struct store *s)
+{
+	if (!s->linger)
+		return;
+	if (!s->lingering) {
+		s->lingering = true;
+		worker_hold(s->writer);
+		uv_timer_start(s->linger, on_linger_timer, STORE_LINGER_MS, 0);
+	}
+	if (++s->lingered >= STORE_LINGER_MAX)
+		linger_end(s);
+}
+
+static void on_linger_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
 void store_complete(struct store *s, const struct completion *c,
 		    store_done_cb cb, void *ud)
 {
@@ -1487,6 +1540,7 @@ void store_complete(struct store *s, const struct completion *c,
 	cmd->ud = ud;
 	cmd->u.complete.c = *c;
 	cmd->u.complete.cb = cb;
+	linger_begin(s);
 	worker_submit(s->writer, &cmd->item);
 }
 
@@ -2109,6 +2163,11 @@ int store_open(uv_loop_t *loop, const struct config *cfg, struct store **out,
 		snprintf(err, errlen, "cannot start store threads");
 		goto fail;
 	}
+	s->linger = malloc(sizeof *s->linger);
+	if (s->linger) {
+		uv_timer_init(loop, s->linger);
+		s->linger->data = s;
+	}
 	*out = s;
 	return 0;
 fail:
@@ -2127,6 +2186,9 @@ void store_close(struct store *s)
 {
 	if (!s)
 		return;
+	linger_end(s);
+	if (s->linger)
+		uv_close((uv_handle_t *)s->linger, on_linger_closed);
 	worker_stop(s->writer);
 	worker_stop(s->reader);
 	checkpoints_stop(s);
