@@ -21,8 +21,9 @@
 #         (acks/s), then more up to BENCH_ACTIVE active enrollments; VmRSS
 #         again: (after - before) / BENCH_ACTIVE bytes per enrollment. No
 #         stats request reaches the daemon before the second reading (the
-#         stats query sorts every job row in memory, and the allocator keeps
-#         that peak); one is made afterwards and its effect shown apart.
+#         stats query walks every job's index entry, and SQLite's page cache
+#         keeps what it read); one is made afterwards and its effect shown
+#         apart.
 #         Database and WAL size per enrollment.
 #   BENCH_PERF=1: perf record -g of the daemon during 1b (intake and
 #   delivery) and during 2b's first BENCH_COUNT enrolls (intake alone); top
@@ -436,7 +437,7 @@ fi
 		echo "                    after $active enrollments: $rss1_line"
 		echo "                    (after - before) / $active = $per bytes per enrollment   [target <= 200: $verdict]"
 		echo "                    after one stats request ($stats_ms ms, queue_depth $depth): $rss2_line"
-		echo "                    = $per_stats bytes per enrollment counted from ready (stats sorts every job row in memory; the allocator keeps it)"
+		echo "                    = $per_stats bytes per enrollment counted from ready (stats walks every job in the (channel, state) index; the page cache keeps it)"
 		printf '  check             one more enroll: %s\n' \
 			"$(grep -E 'last enrollment' "$work/2b-check.out" | sed 's/^ *//')"
 		printf '  disk              rouse.db %s MiB: %s bytes per enrollment (its 3 jobs, their indexes, the enrollment row)\n' \
