@@ -73,15 +73,18 @@ const char **sequences_exiting_on(const struct config *cfg,
 	return names;
 }
 
-/* The request's vars with the step's merged over them, as JSON text. */
-static char *step_vars(const struct request *req, const struct seq_step *st)
+/* The request's vars with the step's merged over them, as JSON text
+ * (base: the request's vars already serialised, shared by the steps that
+ * add none). */
+static char *step_vars(const struct request *req, const struct seq_step *st,
+		       const char *base)
 {
+	if (!st->vars_json)
+		return base ? strdup(base) : NULL;
 	json_t *vars = req->vars ? json_deep_copy(req->vars) : json_object();
-	if (st->vars_json) {
-		json_t *over = json_loads(st->vars_json, 0, NULL);
-		json_object_update(vars, over);
-		json_decref(over);
-	}
+	json_t *over = json_loads(st->vars_json, 0, NULL);
+	json_object_update(vars, over);
+	json_decref(over);
 	char *text = json_object_size(vars)
 			     ? json_dumps(vars, JSON_COMPACT | JSON_SORT_KEYS)
 			     : NULL;
@@ -93,7 +96,7 @@ static struct job *step_job(const struct enrollment *e,
 			    const struct request *req,
 			    const struct seq_step *st, size_t index,
 			    size_t nth, const char *recipient, int platform,
-			    int64_t now)
+			    int64_t now, const char *base_vars)
 {
 	char key[JOB_ID_LEN + 48];
 	struct job *job = calloc(1, sizeof *job);
@@ -111,7 +114,7 @@ static struct job *step_job(const struct enrollment *e,
 	job->platform = platform;
 	job->template_name = strdup(st->template_name);
 	job->locale = req->locale ? strdup(req->locale) : NULL;
-	job->vars_json = step_vars(req, st);
+	job->vars_json = step_vars(req, st, base_vars);
 	job->tz = req->tz ? strdup(req->tz) : NULL;
 	job->at_ms = now + st->after_ms;
 	job->expires_ms = st->expires_after_ms
@@ -120,7 +123,8 @@ static struct job *step_job(const struct enrollment *e,
 	job->step = (int)index;
 	if (!job->key || !job->user || !job->recipient ||
 	    !job->template_name || (req->locale && !job->locale) ||
-	    (req->tz && !job->tz)) {
+	    (req->tz && !job->tz) ||
+	    ((base_vars || st->vars_json) && !job->vars_json)) {
 		job_free(job);
 		return NULL;
 	}
@@ -160,7 +164,8 @@ static void add_skip(json_t *skipped, const struct seq_step *st, size_t index,
 /* The step's jobs, one per contact of its channel; a skip when none. */
 static int add_step(struct enrollment *e, const struct config *cfg,
 		    const struct request *req, const struct seq_step *st,
-		    size_t index, int64_t now, size_t *cap, json_t *skipped)
+		    size_t index, int64_t now, size_t *cap, json_t *skipped,
+		    const char *base_vars)
 {
 	if (st->channel == CH_EMAIL || st->channel == CH_SMS) {
 		const char *to = st->channel == CH_EMAIL ? req->contact_email
@@ -171,8 +176,8 @@ static int add_step(struct enrollment *e, const struct config *cfg,
 							 : "no phone contact");
 			return 0;
 		}
-		return add_job(e, step_job(e, req, st, index, 0, to, 0, now),
-			       cap);
+		return add_job(e, step_job(e, req, st, index, 0, to, 0, now,
+					   base_vars), cap);
 	}
 	size_t made = 0;
 	for (size_t i = 0; i < req->n_contact_push; i++) {
@@ -184,7 +189,7 @@ static int add_step(struct enrollment *e, const struct config *cfg,
 			continue;
 		if (add_job(e, step_job(e, req, st, index, made,
 					req->contact_push[i].token, platform,
-					now), cap) != 0)
+					now, base_vars), cap) != 0)
 			return -1;
 		made++;
 	}
@@ -202,8 +207,13 @@ struct enrollment *sequence_enroll(const struct config *cfg,
 {
 	struct enrollment *e = calloc(1, sizeof *e);
 	json_t *skipped = json_array();
+	char *base_vars = req->vars && json_object_size(req->vars)
+				  ? json_dumps(req->vars,
+					       JSON_COMPACT | JSON_SORT_KEYS)
+				  : NULL;
 	size_t cap = 0;
-	if (!e || !skipped)
+	if (!e || !skipped || (req->vars && json_object_size(req->vars) &&
+			       !base_vars))
 		goto fail;
 	job_new_id(e->id);
 	e->user = strdup(req->user);
@@ -212,7 +222,7 @@ struct enrollment *sequence_enroll(const struct config *cfg,
 		goto fail;
 	for (size_t i = 0; i < seq->n_steps; i++)
 		if (add_step(e, cfg, req, &seq->steps[i], i, now, &cap,
-			     skipped) != 0)
+			     skipped, base_vars) != 0)
 			goto fail;
 	if (json_array_size(skipped)) {
 		e->skipped_json = json_dumps(skipped, JSON_COMPACT);
@@ -220,9 +230,11 @@ struct enrollment *sequence_enroll(const struct config *cfg,
 			goto fail;
 	}
 	json_decref(skipped);
+	free(base_vars);
 	return e;
 fail:
 	json_decref(skipped);
+	free(base_vars);
 	enrollment_free(e);
 	return NULL;
 }
