@@ -26,4 +26,11 @@ void rfc3339_format(int64_t ms, char *buf);
  * offsets apply). */
 int64_t time_now_ms(void);
 
+/* Proleptic Gregorian calendar arithmetic (no time zones): days since
+ * 1970-01-01 of y-m-d (m 1..12; d may run past the month's end, counting
+ * on), its inverse, and the length of a month. */
+int64_t days_from_civil(int64_t y, int m, int64_t d);
+void civil_from_days(int64_t z, int64_t *y, int *m, int *d);
+int days_in_month(int64_t y, int m);
+
 #endif

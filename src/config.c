@@ -1208,6 +1208,24 @@ static int config_sms_http(struct config_loader *ld, json_t *sms,
 	return 0;
 }
 
+/* A required key file o[key] (resolved against the config's directory):
+ * readable, and not by group or others. */
+static int config_key_file(struct config_loader *ld, json_t *o,
+			   const char *section, const char *key, char **slot)
+{
+	char path[CONFIG_KEYPATH_MAX];
+	const char *s = NULL;
+	config_path_key(path, section, key);
+	if (config_get_string(ld, o, key, section, &s) != 0)
+		return -1;
+	if (!s)
+		return config_fail(ld, "%s: missing", path);
+	*slot = config_join(ld->cfg->dir, s);
+	if (!*slot)
+		return config_oom(ld);
+	return config_check_secret_file(ld, path, *slot);
+}
+
 static int config_fcm(struct config_loader *ld, json_t *push)
 {
 	static const char *const known[] = {
@@ -1216,8 +1234,6 @@ static int config_fcm(struct config_loader *ld, json_t *push)
 	};
 	static const char section[] = "push.fcm";
 	struct fcm_conf *f = &ld->cfg->fcm;
-	char path[CONFIG_KEYPATH_MAX];
-	const char *s = NULL;
 	json_t *o;
 	if (config_get_object(ld, push, "fcm", "push", &o) != 0)
 		return -1;
@@ -1231,15 +1247,8 @@ static int config_fcm(struct config_loader *ld, json_t *push)
 	    config_get_ident(ld, o, "project_id", section, false,
 			     &f->project_id) != 0)
 		return -1;
-	config_path_key(path, section, "service_account_file");
-	if (config_get_string(ld, o, "service_account_file", section, &s) != 0)
-		return -1;
-	if (!s)
-		return config_fail(ld, "%s: missing", path);
-	f->service_account_file = config_join(ld->cfg->dir, s);
-	if (!f->service_account_file)
-		return config_oom(ld);
-	return config_check_secret_file(ld, path, f->service_account_file);
+	return config_key_file(ld, o, section, "service_account_file",
+			       &f->service_account_file);
 }
 
 static int config_apns(struct config_loader *ld, json_t *push)
@@ -1250,8 +1259,6 @@ static int config_apns(struct config_loader *ld, json_t *push)
 	};
 	static const char section[] = "push.apns";
 	struct apns_conf *a = &ld->cfg->apns;
-	char path[CONFIG_KEYPATH_MAX];
-	const char *s = NULL;
 	json_t *o;
 	if (config_get_object(ld, push, "apns", "push", &o) != 0)
 		return -1;
@@ -1266,15 +1273,7 @@ static int config_apns(struct config_loader *ld, json_t *push)
 	    config_get_ident(ld, o, "key_id", section, true, &a->key_id) != 0 ||
 	    config_get_ident(ld, o, "team_id", section, true, &a->team_id) != 0)
 		return -1;
-	config_path_key(path, section, "key_file");
-	if (config_get_string(ld, o, "key_file", section, &s) != 0)
-		return -1;
-	if (!s)
-		return config_fail(ld, "%s: missing", path);
-	a->key_file = config_join(ld->cfg->dir, s);
-	if (!a->key_file)
-		return config_oom(ld);
-	return config_check_secret_file(ld, path, a->key_file);
+	return config_key_file(ld, o, section, "key_file", &a->key_file);
 }
 
 static void config_http_free(struct http_conf *h)

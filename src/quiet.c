@@ -29,6 +29,7 @@
 #include <stdio.h>
 
 #include "quiet.h"
+#include "timefmt.h"
 
 #define MS_PER_SECOND INT64_C(1000)
 #define MS_PER_MINUTE (60 * MS_PER_SECOND)
@@ -129,19 +130,6 @@ int64_t quiet_until_ms(const struct quiet_hours *q, const struct tz_zone *z,
 	return cur;
 }
 
-/* Year, month, day of day z (days since 1970-01-01). */
-static void quiet_civil(int64_t z, int64_t *y, int *m, int *d)
-{
-	z += 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	int64_t doe = z - era * 146097;
-	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	int64_t mp = (5 * doy + 2) / 153;
-	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
-	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
-	*y = yoe + era * 400 + (*m <= 2);
-}
 
 void quiet_format_local(const struct tz_zone *z, int64_t utc_ms, char *buf,
 			size_t len)
@@ -161,7 +149,7 @@ void quiet_format_local(const struct tz_zone *z, int64_t utc_ms, char *buf,
 	int64_t rest = local - days * MS_PER_DAY;
 	int64_t y;
 	int mon, mday;
-	quiet_civil(days, &y, &mon, &mday);
+	civil_from_days(days, &y, &mon, &mday);
 	int secs = (int)(rest / MS_PER_SECOND), ms = (int)(rest % MS_PER_SECOND);
 
 	char frac[8] = "";

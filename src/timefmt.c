@@ -26,8 +26,7 @@ static bool timefmt_is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-/* Days since 1970-01-01 of the proleptic Gregorian date y-m-d. */
-static int64_t timefmt_days_from_civil(int64_t y, int m, int d)
+int64_t days_from_civil(int64_t y, int m, int64_t d)
 {
 	y -= m <= 2;
 	int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -37,8 +36,7 @@ static int64_t timefmt_days_from_civil(int64_t y, int m, int d)
 	return era * 146097 + doe - 719468;
 }
 
-/* Inverse of timefmt_days_from_civil. */
-static void timefmt_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 {
 	z += 719468;
 	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
@@ -56,7 +54,7 @@ static bool timefmt_is_leap(int64_t y)
 	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
-static int timefmt_days_in_month(int64_t y, int m)
+int days_in_month(int64_t y, int m)
 {
 	static const int days[12] = { 31, 28, 31, 30, 31, 30,
 				      31, 31, 30, 31, 30, 31 };
@@ -141,7 +139,7 @@ int rfc3339_parse(const char *s, int64_t *ms)
 	    timefmt_digits(&p, 2, &second))
 		return -1;
 	if (month < 1 || month > 12 || day < 1 ||
-	    day > timefmt_days_in_month(year, month) || hour > 23 ||
+	    day > days_in_month(year, month) || hour > 23 ||
 	    minute > 59 || second > 59)
 		return -1;
 
@@ -178,7 +176,7 @@ int rfc3339_parse(const char *s, int64_t *ms)
 	if (*p != '\0')
 		return -1;
 
-	int64_t days = timefmt_days_from_civil(year, month, day);
+	int64_t days = days_from_civil(year, month, day);
 	*ms = days * MS_PER_DAY + hour * MS_PER_HOUR + minute * MS_PER_MINUTE +
 	      second * MS_PER_SECOND + frac_ms - offset_ms;
 	return 0;
@@ -195,7 +193,7 @@ void rfc3339_format(int64_t ms, char *buf)
 	}
 	int64_t year;
 	int month, day;
-	timefmt_civil_from_days(days, &year, &month, &day);
+	civil_from_days(days, &year, &month, &day);
 	int hour = (int)(rem / MS_PER_HOUR);
 	int minute = (int)(rem / MS_PER_MINUTE % 60);
 	int second = (int)(rem / MS_PER_SECOND % 60);

@@ -52,6 +52,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "timefmt.h"
 #include "tzdb.h"
 
 #define TZDB_DEFAULT_DIR "/usr/share/zoneinfo"
@@ -131,42 +132,13 @@ static int64_t tzdb_clamp(int64_t s)
 	return s;
 }
 
-static bool tzdb_is_leap(int64_t y)
-{
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int tzdb_days_in_month(int64_t y, int m)
-{
-	static const int days[12] = { 31, 28, 31, 30, 31, 30,
-				      31, 31, 30, 31, 30, 31 };
-	if (m == 2 && tzdb_is_leap(y))
-		return 29;
-	return days[m - 1];
-}
-
-/* Days since 1970-01-01 of y-m-d (m in 1..12, d may run past the month):
- * count from 1 March so the leap day ends the year, in 400-year eras. */
-static int64_t tzdb_days_from_civil(int64_t y, int m, int64_t d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
 /* The calendar year containing day z (days since 1970-01-01). */
 static int64_t tzdb_year_of_day(int64_t z)
 {
-	z += 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	int64_t doe = z - era * 146097;
-	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	int64_t mp = (5 * doy + 2) / 153;
-	return yoe + era * 400 + (mp >= 10);
+	int64_t y;
+	int m, d;
+	civil_from_days(z, &y, &m, &d);
+	return y;
 }
 
 /* ---- the footer's rule ---- */
@@ -176,16 +148,16 @@ static int64_t tzdb_rule_local(const struct tz_date *d, int64_t y)
 {
 	int64_t days;
 	if (d->kind == TZ_DATE_JULIAN1) {
-		days = tzdb_days_from_civil(y, 1, 1) + d->day - 1;
-		if (d->day >= 60 && tzdb_is_leap(y))
+		days = days_from_civil(y, 1, 1) + d->day - 1;
+		if (d->day >= 60 && days_in_month(y, 2) == 29)
 			days++;
 	} else if (d->kind == TZ_DATE_JULIAN0) {
-		days = tzdb_days_from_civil(y, 1, 1) + d->day;
+		days = days_from_civil(y, 1, 1) + d->day;
 	} else {
-		int64_t first = tzdb_days_from_civil(y, d->day, 1);
+		int64_t first = days_from_civil(y, d->day, 1);
 		int wday_first = (int)(first + 4 - tzdb_floor_div(first + 4, 7) * 7);
 		int mday = 1 + (d->wday - wday_first + 7) % 7 + 7 * (d->week - 1);
-		int last = tzdb_days_in_month(y, d->day);
+		int last = days_in_month(y, d->day);
 		while (mday > last)
 			mday -= 7;
 		days = first + mday - 1;
@@ -416,7 +388,7 @@ int64_t tz_local_to_utc(const struct tz_zone *z, int y, int mon, int day,
 {
 	int64_t year = (int64_t)y + tzdb_floor_div((int64_t)mon - 1, 12);
 	int m = (int)((int64_t)mon - 1 - tzdb_floor_div((int64_t)mon - 1, 12) * 12) + 1;
-	int64_t local_s = tzdb_days_from_civil(year, m, day) * SECS_PER_DAY +
+	int64_t local_s = days_from_civil(year, m, day) * SECS_PER_DAY +
 			  (int64_t)hour * 3600 + (int64_t)min * 60;
 	int64_t earliest, latest;
 	tz_local_resolve(z, local_s, &earliest, &latest);
