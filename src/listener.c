@@ -819,6 +819,14 @@ static enum MHD_Result finish_sms(struct listener *l, struct listener_req *req,
 		ret = respond_twiml(req, conn);
 		goto out;
 	}
+	if (kind == 2 && !l->verify_twilio) {
+		/* consent is only given back on a request we can trust: an
+		 * unsigned webhook may opt a number out (the safe side),
+		 * never in */
+		ret = respond_text(req, conn, MHD_HTTP_FORBIDDEN,
+				   "resubscribe needs a signed request\n");
+		goto out;
+	}
 	call = calloc(1, sizeof *call);
 	if (!call) {
 		ret = MHD_NO;

@@ -866,6 +866,14 @@ static void check_sms(void)
 		ASSERT_EQ_STR(c.address, "+8613800138000");
 		ASSERT_EQ_STR(c.reason, "退订");
 	}
+	/* ... but consent is never given back unsigned */
+	{
+		struct kv p[] = { { "From", "+8613800138000" },
+				  { "Body", "START" } };
+		r = sms_post(port_b, "", p, 2, NULL);
+		ASSERT_EQ_INT(r->status, 403);
+		ASSERT_EQ_INT(n_changes(), before + 1);
+	}
 }
 
 /* Counts LISTEN sockets on port in /proc/net/tcp{,6}: *want those on
