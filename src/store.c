@@ -327,12 +327,14 @@ struct store {
 
 static void linger_end(struct store *s);
 
+#define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_CHECKPOINT_FRAMES 2000
-/* Past this many frames (~256 MiB of 4 KiB pages) a passive checkpoint is
- * not keeping up with a writer that never pauses: the next checkpoint
- * waits for a gap between commits and makes the WAL start over, so the
- * file (and a crash's replay) stays bounded. */
-#define STORE_WAL_RESTART_FRAMES 65536
+/* Past this many frames (~32 MiB of 4 KiB pages) passive checkpoints are
+ * not keeping up with a writer that never pauses: after the next passive
+ * pass, a RESTART is tried without waiting (it fails at once if the
+ * writer or a reader is busy, and is tried again after later commits), so
+ * the WAL starts over and stays bounded without holding up commits. */
+#define STORE_WAL_RESTART_FRAMES 8192
 #define STORE_WAL_SIZE_LIMIT "67108864" /* truncate a restarted WAL to this */
 
 /* ---------------------------------------------------------------- helpers */
@@ -354,7 +356,7 @@ static int open_connection(const char *path, bool readonly, sqlite3 **out,
 		sqlite3_close(db);
 		return -1;
 	}
-	sqlite3_busy_timeout(db, 5000);
+	sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
 	const char *pragmas =
 		"PRAGMA journal_mode=WAL;"
 		"PRAGMA synchronous=FULL;"
@@ -2074,12 +2076,23 @@ static void checkpoint_thread(void *arg)
 		if (s->ckpt_stop)
 			break;
 		s->ckpt_wanted = false;
-		int mode = s->wal_frames >= STORE_WAL_RESTART_FRAMES
-				   ? SQLITE_CHECKPOINT_RESTART
-				   : SQLITE_CHECKPOINT_PASSIVE;
+		bool restart = s->wal_frames >= STORE_WAL_RESTART_FRAMES;
 		uv_mutex_unlock(&s->ckpt_lock);
-		int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL, mode, NULL,
-						   NULL);
+		int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL,
+						   SQLITE_CHECKPOINT_PASSIVE,
+						   NULL, NULL);
+		/* the passive pass copied nearly everything without holding
+		 * up the writer; the restart then blocks it only for the
+		 * frames committed meanwhile */
+		if (restart && rc == SQLITE_OK) {
+			/* no waiting: if the writer or a reader is busy, try
+			 * again after the next commits */
+			sqlite3_busy_timeout(s->cdb, 0);
+			rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL,
+						       SQLITE_CHECKPOINT_RESTART,
+						       NULL, NULL);
+			sqlite3_busy_timeout(s->cdb, STORE_BUSY_TIMEOUT_MS);
+		}
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
 			log_msg(LOG_WARN, "WAL checkpoint failed", "error",
 				sqlite3_errmsg(s->cdb), NULL);
