@@ -102,3 +102,40 @@ out:
 	close(fd);
 	return rc;
 }
+
+enum bench_lines_end bench_read_lines(int fd, bool (*more)(void *ud),
+				      void (*on_line)(void *ud, char *line,
+						      int64_t t),
+				      void *ud)
+{
+	enum bench_lines_end end = BENCH_LINES_DONE;
+	char *buf = malloc(BENCH_ANSWER_MAX + 1);
+	if (!buf)
+		return BENCH_LINES_NOMEM;
+	size_t len = 0;
+	while (more(ud)) {
+		if (len == BENCH_ANSWER_MAX) {
+			end = BENCH_LINES_TOO_LONG;
+			break;
+		}
+		ssize_t r = read(fd, buf + len, BENCH_ANSWER_MAX - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			end = BENCH_LINES_CLOSED;
+			break;
+		}
+		int64_t t = bench_mono_ns();
+		len += (size_t)r;
+		char *start = buf, *nl;
+		while ((nl = memchr(start, '\n', len - (size_t)(start - buf)))) {
+			*nl = '\0';
+			on_line(ud, start, t);
+			start = nl + 1;
+		}
+		len -= (size_t)(start - buf);
+		memmove(buf, start, len);
+	}
+	free(buf);
+	return end;
+}

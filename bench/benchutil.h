@@ -1,9 +1,11 @@
-/* benchutil.h: the pieces both benchmark programs (intake_bench,
- * smtp_bench) need to talk to roused over its socket: clocks, a
- * connect, a full write, and a one-line request/answer. */
+/* benchutil.h: the pieces the benchmark programs (intake_bench,
+ * smtp_bench, enroll_bench, http_raw) need to talk to roused over its
+ * socket: clocks, a connect, a full write, a one-line request/answer, and
+ * the reading of pipelined answer lines. */
 #ifndef ROUSE_BENCHUTIL_H
 #define ROUSE_BENCHUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,5 +27,23 @@ int bench_write_all(int fd, const char *p, size_t len);
  * connection. 0 or -1. */
 int bench_roundtrip(const char *prog, const char *path, const char *req,
 		    char *ans, size_t cap);
+
+/* Longest answer line bench_read_lines takes. */
+#define BENCH_ANSWER_MAX (256u << 10)
+
+enum bench_lines_end {
+	BENCH_LINES_DONE,      /* more() turned false */
+	BENCH_LINES_CLOSED,    /* end of file or a read error */
+	BENCH_LINES_TOO_LONG,  /* a line longer than BENCH_ANSWER_MAX */
+	BENCH_LINES_NOMEM,
+};
+
+/* Reads '\n'-terminated lines from fd while more(ud) holds and hands each
+ * to on_line (NUL-terminated, writable, with the bench_mono_ns() time its
+ * read returned). */
+enum bench_lines_end bench_read_lines(int fd, bool (*more)(void *ud),
+				      void (*on_line)(void *ud, char *line,
+						      int64_t t),
+				      void *ud);
 
 #endif

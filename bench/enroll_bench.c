@@ -54,7 +54,6 @@
 
 #define EB_LINE_MAX 1024
 #define EB_WRITE_BUF (64u << 10)
-#define EB_READ_BUF (256u << 10)
 #define EB_MAX_CLIENTS 256
 #define EB_MAX_STEPS 16
 #define EB_ID_MAX 64
@@ -283,48 +282,40 @@ static void check_answer(struct eb_conn *c, const char *line, int64_t t)
 	atomic_store(&c->acked, expect + 1);
 }
 
+static bool answers_due(void *ud)
+{
+	struct eb_conn *c = ud;
+	return atomic_load(&c->acked) < c->n;
+}
+
+static void on_answer_line(void *ud, char *line, int64_t t)
+{
+	check_answer(ud, line, t);
+}
+
 static void *reader_main(void *arg)
 {
 	struct eb_conn *c = arg;
-	char *buf = malloc(EB_READ_BUF + 1);
-	if (!buf)
+	enum bench_lines_end end =
+		bench_read_lines(c->fd, answers_due, on_answer_line, c);
+	if (end == BENCH_LINES_NOMEM)
 		bench_die(PROG, "malloc");
-	size_t len = 0;
-	while (atomic_load(&c->acked) < c->n) {
-		if (len == EB_READ_BUF) {
+	if (end == BENCH_LINES_TOO_LONG) {
+		snprintf(c->first_error, sizeof c->first_error,
+			 "connection %d: answer line longer than %u bytes",
+			 c->index, BENCH_ANSWER_MAX);
+		c->errors++;
+		atomic_store(&c->io_failed, true);
+	} else if (end == BENCH_LINES_CLOSED) {
+		if (c->errors == 0)
 			snprintf(c->first_error, sizeof c->first_error,
-				 "connection %d: answer line longer than %u "
-				 "bytes", c->index, EB_READ_BUF);
-			c->errors++;
-			atomic_store(&c->io_failed, true);
-			break;
-		}
-		ssize_t r = read(c->fd, buf + len, EB_READ_BUF - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			if (c->errors == 0)
-				snprintf(c->first_error, sizeof c->first_error,
-					 "connection %d: closed by the daemon "
-					 "after %ld answers", c->index,
-					 atomic_load(&c->acked));
-			c->errors++;
-			atomic_store(&c->io_failed, true);
-			break;
-		}
-		int64_t t = bench_mono_ns();
-		len += (size_t)r;
-		char *start = buf, *nl;
-		while ((nl = memchr(start, '\n', len - (size_t)(start - buf)))) {
-			*nl = '\0';
-			check_answer(c, start, t);
-			start = nl + 1;
-		}
-		len -= (size_t)(start - buf);
-		memmove(buf, start, len);
+				 "connection %d: closed by the daemon after "
+				 "%ld answers", c->index,
+				 atomic_load(&c->acked));
+		c->errors++;
+		atomic_store(&c->io_failed, true);
 	}
 	atomic_store(&c->finished, true);
-	free(buf);
 	return NULL;
 }
 

@@ -76,7 +76,6 @@
 #define HR_MAX_CLIENTS 64
 #define HR_LINE_MAX 1024
 #define HR_WRITE_BUF (64u << 10)
-#define HR_READ_BUF (256u << 10)
 #define HR_LOG_BUF (1u << 20)
 #define HR_SETTLE_MS 300
 #define HR_SENT_WAIT_S 30
@@ -689,40 +688,31 @@ static void check_answer(struct hr_conn *c, const char *line, int64_t t)
 	atomic_store(&c->acked, expect + 1);
 }
 
+static bool answers_due(void *ud)
+{
+	struct hr_conn *c = ud;
+	return atomic_load(&c->acked) < c->n;
+}
+
+static void on_answer_line(void *ud, char *line, int64_t t)
+{
+	check_answer(ud, line, t);
+}
+
 static void *reader_main(void *arg)
 {
 	struct hr_conn *c = arg;
-	char *buf = malloc(HR_READ_BUF + 1);
-	if (!buf)
+	enum bench_lines_end end =
+		bench_read_lines(c->fd, answers_due, on_answer_line, c);
+	if (end == BENCH_LINES_NOMEM)
 		hr_fail_oom();
-	size_t len = 0;
-	while (atomic_load(&c->acked) < c->n) {
-		if (len == HR_READ_BUF) {
-			conn_error(c, "answer longer than bytes:",
-				   (long)HR_READ_BUF, NULL);
-			break;
-		}
-		ssize_t r = read(c->fd, buf + len, HR_READ_BUF - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			conn_error(c, "closed by the daemon after answers:",
-				   atomic_load(&c->acked), NULL);
-			break;
-		}
-		int64_t t = bench_mono_ns();
-		len += (size_t)r;
-		char *start = buf, *nl;
-		while ((nl = memchr(start, '\n', len - (size_t)(start - buf)))) {
-			*nl = '\0';
-			check_answer(c, start, t);
-			start = nl + 1;
-		}
-		len -= (size_t)(start - buf);
-		memmove(buf, start, len);
-	}
+	if (end == BENCH_LINES_TOO_LONG)
+		conn_error(c, "answer longer than bytes:",
+			   (long)BENCH_ANSWER_MAX, NULL);
+	else if (end == BENCH_LINES_CLOSED)
+		conn_error(c, "closed by the daemon after answers:",
+			   atomic_load(&c->acked), NULL);
 	atomic_store(&c->io_failed, true);
-	free(buf);
 	return NULL;
 }
 

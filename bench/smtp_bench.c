@@ -53,7 +53,6 @@
 
 #define SB_LINE_MAX 1024
 #define SB_WRITE_BUF (64u << 10)
-#define SB_READ_BUF (256u << 10)
 #define SB_MAX_CLIENTS 64
 
 struct sb_opts {
@@ -325,44 +324,35 @@ static void check_answer(struct sb_conn *c, const char *line, int64_t t)
 	atomic_store(&c->acked, expect + 1);
 }
 
+static bool answers_due(void *ud)
+{
+	struct sb_conn *c = ud;
+	return atomic_load(&c->acked) < c->n;
+}
+
+static void on_answer_line(void *ud, char *line, int64_t t)
+{
+	check_answer(ud, line, t);
+}
+
 static void *reader_main(void *arg)
 {
 	struct sb_conn *c = arg;
-	char *buf = malloc(SB_READ_BUF + 1);
-	if (!buf)
+	enum bench_lines_end end =
+		bench_read_lines(c->fd, answers_due, on_answer_line, c);
+	if (end == BENCH_LINES_NOMEM)
 		bench_die(PROG, "malloc");
-	size_t len = 0;
-	while (atomic_load(&c->acked) < c->n) {
-		if (len == SB_READ_BUF) {
-			c->errors++;
-			atomic_store(&c->io_failed, true);
-			break;
-		}
-		ssize_t r = read(c->fd, buf + len, SB_READ_BUF - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			if (c->errors == 0)
-				snprintf(c->first_error, sizeof c->first_error,
-					 "connection %d: closed after %ld "
-					 "answers", c->index,
-					 atomic_load(&c->acked));
-			c->errors++;
-			atomic_store(&c->io_failed, true);
-			break;
-		}
-		int64_t t = bench_mono_ns();
-		len += (size_t)r;
-		char *start = buf, *nl;
-		while ((nl = memchr(start, '\n', len - (size_t)(start - buf)))) {
-			*nl = '\0';
-			check_answer(c, start, t);
-			start = nl + 1;
-		}
-		len -= (size_t)(start - buf);
-		memmove(buf, start, len);
+	if (end == BENCH_LINES_TOO_LONG) {
+		c->errors++;
+		atomic_store(&c->io_failed, true);
+	} else if (end == BENCH_LINES_CLOSED) {
+		if (c->errors == 0)
+			snprintf(c->first_error, sizeof c->first_error,
+				 "connection %d: closed after %ld answers",
+				 c->index, atomic_load(&c->acked));
+		c->errors++;
+		atomic_store(&c->io_failed, true);
 	}
-	free(buf);
 	return NULL;
 }
 
