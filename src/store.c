@@ -611,11 +611,12 @@ static int exec_send(struct store *s, struct store_cmd *cmd)
 
 /* ------------------------------------------------------------ sequences */
 
-/* The user's active enrollment in the sequence, if any: one whose steps
- * have all ended is marked completed on the way. */
+/* The user's active enrollment in the sequence, if any (id and row; id
+ * "" when none): one whose steps have all ended is marked completed on
+ * the way. */
 static int find_active_enrollment(struct store *s, const char *user,
 				  const char *sequence, int64_t now,
-				  char id[JOB_ID_LEN + 1])
+				  char id[JOB_ID_LEN + 1], int64_t *rowid)
 {
 	int64_t rows[16];
 	char ids[16][JOB_ID_LEN + 1];
@@ -638,6 +639,7 @@ static int find_active_enrollment(struct store *s, const char *user,
 		sqlite3_reset(st);
 		if (pending) {
 			memcpy(id, ids[i], JOB_ID_LEN + 1);
+			*rowid = rows[i];
 			continue;
 		}
 		st = stmt_begin(s, Q_ENR_END);
@@ -656,7 +658,9 @@ static int exec_enroll(struct store *s, struct store_cmd *cmd)
 	struct enrollment *e = cmd->u.enroll.e;
 	struct store_enroll_result *r = &cmd->u.enroll.result;
 	int64_t now = cmd->u.enroll.now;
-	if (find_active_enrollment(s, e->user, e->sequence, now, r->id) != 0)
+	int64_t rowid = 0;
+	if (find_active_enrollment(s, e->user, e->sequence, now, r->id,
+				   &rowid) != 0)
 		return -1;
 	if (r->id[0]) {
 		r->duplicate = true;
@@ -671,7 +675,7 @@ static int exec_enroll(struct store *s, struct store_cmd *cmd)
 	bind_text(st, 5, e->skipped_json);
 	if (stmt_done(st) != 0)
 		return -1;
-	int64_t rowid = sqlite3_last_insert_rowid(s->wdb);
+	rowid = sqlite3_last_insert_rowid(s->wdb);
 	for (size_t i = 0; i < e->n_jobs; i++) {
 		struct store_send_result jr = { 0 };
 		e->jobs[i]->enrollment = rowid;
@@ -729,23 +733,14 @@ static int exec_event(struct store *s, struct store_cmd *cmd)
 	snprintf(detail, sizeof detail, "exit event %s", cmd->u.event.name);
 	for (size_t i = 0; i < cmd->u.event.n_sequences; i++) {
 		char id[JOB_ID_LEN + 1];
+		int64_t rowid = 0;
 		if (find_active_enrollment(s, cmd->u.event.user,
 					   cmd->u.event.sequences[i],
-					   cmd->u.event.now, id) != 0)
+					   cmd->u.event.now, id, &rowid) != 0)
 			return -1;
 		if (!id[0])
 			continue;
-		sqlite3_stmt *st;
-		if (sqlite3_prepare_v2(s->wdb, "SELECT rowid FROM enrollments"
-				       " WHERE id = ?1", -1, &st,
-				       NULL) != SQLITE_OK)
-			return -1;
-		bind_text(st, 1, id);
-		int64_t rowid = sqlite3_step(st) == SQLITE_ROW
-					? sqlite3_column_int64(st, 0) : 0;
-		sqlite3_finalize(st);
-		if (!rowid || exit_enrollment(s, rowid, detail,
-					      cmd->u.event.now) != 0)
+		if (exit_enrollment(s, rowid, detail, cmd->u.event.now) != 0)
 			return -1;
 		cmd->u.event.exited++;
 	}
