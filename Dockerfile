@@ -3,7 +3,7 @@
 FROM debian:12 AS build
 RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
       --no-install-recommends build-essential cmake pkg-config libuv1-dev \
-      libjansson-dev libsqlite3-dev libgmime-3.0-dev libesmtp-dev \
+      libjansson-dev libsqlite3-dev libgmime-3.0-dev \
       libcurl4-openssl-dev libmicrohttpd-dev libjwt-dev libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY . /src
@@ -13,7 +13,7 @@ RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 FROM debian:12
 RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
       --no-install-recommends libuv1 libjansson4 libsqlite3-0 libgmime-3.0-0 \
-      libssl3 libesmtp6 libcurl4 libjwt0 libmicrohttpd12 tzdata ca-certificates \
+      libssl3 libcurl4 libjwt0 libmicrohttpd12 tzdata ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home-dir /opt/rouse --shell /usr/sbin/nologin rouse
 COPY --from=build /build/roused /build/rousectl /usr/local/bin/

@@ -1,7 +1,7 @@
-/* smtp.h: the SMTP email transport (libESMTP).
+/* smtp.h: the SMTP email transport.
  *
- * libESMTP runs a whole SMTP dialogue in one blocking call, so it runs on
- * dedicated session threads ("smtp-session", email.smtp.sessions of
+ * An SMTP dialogue is a sequence of blocking waits on the server
+ * (smtpconn.h), so it runs on dedicated session threads ("smtp-session", email.smtp.sessions of
  * them), fed from the loop and reporting back through uv_async (worker.h).
  * Each thread takes up to email.smtp.batch queued messages and sends them
  * over one connection. Every message gets its own verdict from the
@@ -45,7 +45,6 @@ struct smtp_item {
 	char source[32];           /* for BOUNCED: "smtp_5.1.1" */
 	char detail[512];          /* code, enhanced code, server text */
 	/* session-private progress */
-	size_t sent_bytes;
 	bool data_done;
 	bool reported;             /* accepted and already reported */
 };

@@ -4,7 +4,7 @@
 # not running as root. Safe to run repeatedly.
 set -eu
 BUILD_PKGS="build-essential cmake pkg-config libuv1-dev libjansson-dev libsqlite3-dev
- libgmime-3.0-dev libesmtp-dev libcurl4-openssl-dev libmicrohttpd-dev libjwt-dev libssl-dev"
+ libgmime-3.0-dev libcurl4-openssl-dev libmicrohttpd-dev libjwt-dev libssl-dev"
 TEST_PKGS="python3 python3-pytest python3-aiosmtpd sqlite3 strace clang libclang-rt-14-dev
  faketime valgrind procps iproute2 openssl python3-h2 python3-cryptography curl nginx-light"
 want="$BUILD_PKGS"
