@@ -12,6 +12,12 @@
  *   skipped), CONN_MAX_UNANSWERED requests in flight and CONN_MAX_WRITE
  *   bytes unsent per connection (beyond either, the connection is not read
  *   until it drains), max_connections (overloaded, then close).
+ * - Fairness: a connection gets at most one full read buffer (64 KiB,
+ *   a few hundred requests) per loop iteration. A client pipelining
+ *   thousands of requests would otherwise hold the loop for tens of
+ *   milliseconds in one read callback (libuv keeps reading while reads
+ *   fill the buffer), stalling transports and every other client; it
+ *   yields instead and is read again in the next iteration.
  * - End of input from a client (half-close) still gets every answer before
  *   the connection is closed.
  */
@@ -47,6 +53,8 @@ struct conn {
 	struct conn *prev, *next;      /* intake's list of open connections */
 	struct conn *dirty_next;       /* intake's flush list */
 	bool dirty;
+	struct conn *yield_next;       /* intake's list of yielded readers */
+	bool yielded;                  /* had its read turn this iteration */
 	char *line;                    /* partial line being assembled */
 	size_t line_len, line_cap;
 	bool skipping;                 /* discarding the rest of a long line */
@@ -76,6 +84,7 @@ struct intake {
 	uv_check_t flusher;
 	struct conn *conns;
 	struct conn *dirty;
+	struct conn *yielded;
 	size_t n_conns;
 	size_t unanswered;
 	bool closing;
@@ -188,9 +197,24 @@ static void conn_flush(struct conn *c)
 	}
 }
 
+/* Ends the read turns of this iteration: yielded connections read again. */
+static void resume_yielded(struct intake *in)
+{
+	while (in->yielded) {
+		struct conn *c = in->yielded;
+		in->yielded = c->yield_next;
+		c->yield_next = NULL;
+		c->yielded = false;
+		if (!c->closing)
+			conn_update_reading(c);
+		conn_unref(c);
+	}
+}
+
 static void on_flush_check(uv_check_t *h)
 {
 	struct intake *in = h->data;
+	resume_yielded(in);
 	while (in->dirty) {
 		struct conn *c = in->dirty;
 		in->dirty = c->dirty_next;
@@ -287,7 +311,7 @@ static struct intake_slot *slot_new(struct conn *c)
 
 static void conn_update_reading(struct conn *c)
 {
-	bool want = !c->eof && !c->closing &&
+	bool want = !c->eof && !c->closing && !c->yielded &&
 		    c->unanswered < CONN_MAX_UNANSWERED &&
 		    c->writing < CONN_MAX_WRITE;
 	if (want == c->reading)
@@ -390,11 +414,25 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(scratch, sizeof scratch);
 }
 
+/* A read that filled the buffer means more is waiting: this connection
+ * has had its turn for this loop iteration. */
+static void conn_yield(struct conn *c)
+{
+	if (c->yielded || c->closing)
+		return;
+	c->yielded = true;
+	c->refs++;
+	c->yield_next = c->in->yielded;
+	c->in->yielded = c;
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct conn *c = stream->data;
 	if (nread > 0) {
 		conn_consume(c, buf->base, (size_t)nread);
+		if ((size_t)nread == buf->len)
+			conn_yield(c);
 		if (!c->closing)
 			conn_update_reading(c);
 		return;

@@ -23,6 +23,11 @@
 #define PUSH_PAYLOAD_MAX 4096
 #define PUSH_QUOTA_BACKOFF_MS (60 * 1000)
 #define PUSH_H2_STREAMS 100      /* requests in flight per connection */
+/* Jobs the scheduler may hand over per request slot: with exactly one,
+ * every claim waited for the whole previous claim to be answered (claim,
+ * send, answer, claim: nothing overlapped); with two, the next claim is
+ * committed while the current one is on the wire. */
+#define PUSH_QUEUED_PER_SLOT 2
 
 struct push_req {
 	struct pushgw *g;
@@ -550,7 +555,8 @@ int pushgw_capacity(const struct pushgw *g)
 {
 	int n = 0;
 	if (g->apns)
-		n += g->cfg->apns.http.connections * PUSH_H2_STREAMS;
+		n += PUSH_QUEUED_PER_SLOT * g->cfg->apns.http.connections *
+		     PUSH_H2_STREAMS;
 	if (g->fcm)
 		n += 2 * g->cfg->fcm.http.connections;
 	return n;
