@@ -10,13 +10,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
-
-/* One server reply. code 0: none arrived (the connection failed first). */
-struct smtp_reply {
-	int code;
-	int enh[3];          /* RFC 3463 enhanced code, {0,0,0} when absent */
-	char text[256];      /* the text after the codes, lines joined by ' ' */
-};
+#include "smtpreply.h"
 
 struct smtpconn_params {
 	const char *host;    /* name or IP literal */

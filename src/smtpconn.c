@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,14 +47,7 @@
 
 #include "smtpconn.h"
 
-#define SMTPCONN_IN_MAX 8192      /* longest reply line kept */
-
-enum {
-	EXT_PIPELINING = 1u << 0,
-	EXT_STARTTLS = 1u << 1,
-	EXT_AUTH_PLAIN = 1u << 2,
-	EXT_AUTH_LOGIN = 1u << 3,
-};
+#define SMTPCONN_IN_MAX 8192      /* longest reply (all its lines) */
 
 struct smtpconn {
 	const struct smtpconn_params *p;
@@ -255,114 +247,27 @@ static int fill(struct smtpconn *c)
 	}
 }
 
-/* The next reply line without its line end; NULL when the connection
- * failed first. */
-static char *read_line(struct smtpconn *c)
-{
-	for (;;) {
-		char *start = c->in + c->in_off;
-		char *nl = memchr(start, '\n', c->in_len - c->in_off);
-		if (nl) {
-			c->in_off = (size_t)(nl + 1 - c->in);
-			if (nl > start && nl[-1] == '\r')
-				nl--;
-			*nl = '\0';
-			return start;
-		}
-		if (fill(c) != 0)
-			return NULL;
-	}
-}
-
-/* "d.ddd.ddd " at the start of the text, of the reply's class. */
-static const char *parse_enhanced(const char *s, int code, int enh[3])
-{
-	int v[3] = { 0, 0, 0 };
-	const char *p = s;
-	for (int i = 0; i < 3; i++) {
-		int digits = 0;
-		while (*p >= '0' && *p <= '9' && digits < 4) {
-			v[i] = v[i] * 10 + (*p++ - '0');
-			digits++;
-		}
-		if (digits == 0 || (i == 0 && digits != 1) ||
-		    (i < 2 && *p++ != '.'))
-			return s;
-	}
-	if ((*p != ' ' && *p != '\0') || v[0] != code / 100 ||
-	    (v[0] != 2 && v[0] != 4 && v[0] != 5))
-		return s;
-	memcpy(enh, v, sizeof v);
-	while (*p == ' ')
-		p++;
-	return p;
-}
-
-static void note_extension(struct smtpconn *c, const char *kw)
-{
-	if (!strncasecmp(kw, "PIPELINING", 10) && (!kw[10] || kw[10] == ' '))
-		c->ext |= EXT_PIPELINING;
-	else if (!strncasecmp(kw, "STARTTLS", 8) && (!kw[8] || kw[8] == ' '))
-		c->ext |= EXT_STARTTLS;
-	else if (!strncasecmp(kw, "AUTH", 4) &&
-		 (kw[4] == ' ' || kw[4] == '=')) {
-		for (const char *m = kw + 5; *m;) {
-			size_t n = strcspn(m, " ");
-			if (n == 5 && !strncasecmp(m, "PLAIN", 5))
-				c->ext |= EXT_AUTH_PLAIN;
-			if (n == 5 && !strncasecmp(m, "LOGIN", 5))
-				c->ext |= EXT_AUTH_LOGIN;
-			m += n;
-			m += strspn(m, " ");
-		}
-	}
-}
-
-/* Reads one (possibly multi-line) reply; with `ehlo`, the lines after the
- * first are extension keywords. Returns the code's first digit, or -1
- * when no complete reply arrived (r->code stays 0). */
+/* Reads one (possibly multi-line) reply; with `ehlo`, the extensions it
+ * lists. Returns the code's first digit, or -1 when no complete reply
+ * arrived (r->code is then 0). */
 static int read_reply(struct smtpconn *c, struct smtp_reply *r, bool ehlo)
 {
-	memset(r, 0, sizeof *r);
-	size_t used = 0;
-	for (int n = 0;; n++) {
-		const char *line = read_line(c);
-		if (!line)
-			return -1;
-		int code = 0;
-		for (int i = 0; i < 3; i++) {
-			if (line[i] < '0' || line[i] > '9') {
-				io_fail(c, "not an SMTP reply");
-				return -1;
-			}
-			code = code * 10 + (line[i] - '0');
-		}
-		char sep = line[3];
-		if (sep != ' ' && sep != '-' && sep != '\0') {
-			io_fail(c, "not an SMTP reply");
-			return -1;
-		}
-		const char *text = sep ? line + 4 : line + 3;
-		if (ehlo && n > 0)
-			note_extension(c, text);
-		int enh[3] = { 0, 0, 0 };
-		text = parse_enhanced(text, code, enh);
-		if (n == 0)
-			memcpy(r->enh, enh, sizeof enh);
-		if (!ehlo || n == 0) {
-			int w = snprintf(r->text + used, sizeof r->text - used,
-					 "%s%s", used ? " " : "", text);
-			if (w > 0)
-				used += (size_t)w < sizeof r->text - used
-						? (size_t)w
-						: sizeof r->text - used - 1;
-		}
-		if (sep != '-') {
-			r->code = code;
-			if (code == 421)
+	for (;;) {
+		long n = smtp_reply_parse(c->in + c->in_off,
+					  c->in_len - c->in_off, r,
+					  ehlo ? &c->ext : NULL);
+		if (n > 0) {
+			c->in_off += (size_t)n;
+			if (r->code == 421)
 				io_fail(c, "the server closed the session "
 					"(421)");
-			return code / 100;
+			return r->code / 100;
+		}
+		if (n < 0)
+			io_fail(c, "not an SMTP reply");
+		if (n < 0 || fill(c) != 0) {
+			memset(r, 0, sizeof *r);
+			return -1;
 		}
 	}
 }
@@ -515,14 +420,14 @@ static int auth(struct smtpconn *c, struct smtpconn_error *err)
 	char enc[sizeof plain * 2];
 	int rc = -1;
 	struct smtp_reply *r = &err->reply;
-	if (c->ext & EXT_AUTH_PLAIN) {
+	if (c->ext & SMTP_EXT_AUTH_PLAIN) {
 		plain[0] = '\0';
 		memcpy(plain + 1, user, ul);
 		plain[1 + ul] = '\0';
 		memcpy(plain + 2 + ul, pass, pl);
 		b64(plain, 2 + ul + pl, enc, sizeof enc);
 		rc = command(c, "AUTH PLAIN ", enc, r, false);
-	} else if (c->ext & EXT_AUTH_LOGIN) {
+	} else if (c->ext & SMTP_EXT_AUTH_LOGIN) {
 		rc = command(c, "AUTH LOGIN", NULL, r, false);
 		if (rc == 3) {
 			b64((const unsigned char *)user, ul, enc, sizeof enc);
@@ -578,7 +483,7 @@ static int handshake(struct smtpconn *c, struct smtpconn_error *err)
 		goto refused;
 	if ((rc = ehlo(c, r)) != 2)
 		goto refused;
-	bool offered = (c->ext & EXT_STARTTLS) != 0;
+	bool offered = (c->ext & SMTP_EXT_STARTTLS) != 0;
 	if (c->p->starttls == STARTTLS_REQUIRED && !offered) {
 		err->kind = SMTPCONN_TLS_MISSING;
 		snprintf(err->detail, sizeof err->detail,
@@ -688,7 +593,7 @@ static void tx_io(struct smtpconn *c, struct smtpconn_tx *tx)
 static int envelope(struct smtpconn *c, const char *rp, const char *rcpt,
 		    struct smtpconn_tx *tx)
 {
-	if (c->ext & EXT_PIPELINING) {
+	if (c->ext & SMTP_EXT_PIPELINING) {
 		step_begins(c);
 		if (out_cmd(c, "MAIL FROM:<", rp, ">") != 0 ||
 		    out_cmd(c, "RCPT TO:<", rcpt, ">") != 0 ||
