@@ -173,3 +173,76 @@ def test_http_transports_sequences_and_listener_are_valgrind_clean(tmp_path):
     assert "ERROR SUMMARY: 0 errors" in report, report[-3000:]
     assert "definitely lost: 0 bytes" in report or \
         "no leaks are possible" in report, report[-3000:]
+
+
+def test_smtp_client_with_tls_and_auth_is_valgrind_clean(tmp_path):
+    """The SMTP client under memcheck: STARTTLS, AUTH, a message accepted,
+    a hard bounce, a temporary refusal retried, a connection dropped after
+    the data (sent again), then SIGTERM."""
+    from smtp_sink import SmtpSink
+
+    sink = SmtpSink(tmp_path / "sink", starttls=True, auth=("mailer", "pw"),
+                    rules={"gone@": ("550 5.1.1", 1),
+                           "busy@": ("451 4.3.0", 1),
+                           "drop@": ("drop", 1)}).start()
+    data = tmp_path / "var"
+    config = tmp_path / "rouse.json"
+    config.write_text(json.dumps({
+        "data_dir": str(data),
+        "templates": str(SOURCE_DIR / "templates"),
+        "email": {"transport": "smtp",
+                  "smtp": {"host": "127.0.0.1", "port": sink.port,
+                           "starttls": "required", "ca_file": sink.ca_file,
+                           "username": "mailer",
+                           "password_env": "ROUSE_VG_SMTP",
+                           "sessions": 2, "batch": 3, "timeout": "20s"}},
+        "retry": {"base": "1s", "max": "2s", "max_attempts": 5},
+    }))
+    env = dict(__import__("os").environ, ROUSE_VG_SMTP="pw")
+    log = tmp_path / "valgrind.log"
+    proc = subprocess.Popen(
+        ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+         "--error-exitcode=9", "--log-file=" + str(log), ROUSED,
+         "--config", str(config)],
+        stderr=subprocess.DEVNULL, env=env)
+    try:
+        sock = data / "rouse.sock"
+        wait_for(sock.exists, timeout=90, message="no socket")
+        with Client(str(sock), timeout=90) as c:
+            jobs = {}
+            for i, to in enumerate(("a@example.com", "gone@example.com",
+                                    "busy@example.com", "drop@example.com")):
+                a = c.request({"op": "send", "user": "u%d" % i,
+                               "channel": "email", "to": to,
+                               "template": "winback",
+                               "vars": {"name": "王小明", "brand": "Shop",
+                                        "amount": "¥20",
+                                        "expiry": "2026-11-30",
+                                        "link": "https://shop.example/x"},
+                               "locale": "zh-CN"})
+                assert a["ok"], a
+                jobs[to] = a["job"]
+            for to, state in (("a@example.com", "sent"),
+                              ("gone@example.com", "failed"),
+                              ("busy@example.com", "sent"),
+                              ("drop@example.com", "sent")):
+                st = wait_state(c, jobs[to], (state,), timeout=120)
+                assert st["state"] == state, st
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sink.stop()
+    # a; busy on its second try; drop twice (cut after its data), same id
+    got = sink.messages()
+    assert sorted(m.rcpt_tos[0] for m in got) == [
+        "a@example.com", "busy@example.com", "drop@example.com",
+        "drop@example.com"], got
+    assert len({m.message_id for m in got}) == 3, got
+    report = log.read_text()
+    assert rc == 0, report[-3000:]
+    assert "ERROR SUMMARY: 0 errors" in report, report[-3000:]
+    assert "definitely lost: 0 bytes" in report or \
+        "no leaks are possible" in report, report[-3000:]
