@@ -55,12 +55,15 @@ int smtpconn_open(const struct smtpconn_params *p, struct smtpconn **out,
 		  struct smtpconn_error *err);
 
 /* One message to one recipient: MAIL, RCPT and DATA (one write when the
- * server offers PIPELINING), then the dot-stuffed data and ".". After a
- * refusal the transaction is reset (RSET). Returns 0 while the connection
- * is usable for another message, -1 once it is not. */
+ * server offers PIPELINING), then the dot-stuffed data and ".". With
+ * next_recipient (the recipient of the next call's message, same reverse
+ * path) and PIPELINING, the next envelope is written right behind the
+ * ".", so each message costs one round trip. After a refusal the
+ * transaction is reset (RSET). Returns 0 while the connection is usable
+ * for another message, -1 once it is not. */
 int smtpconn_send(struct smtpconn *c, const char *reverse_path,
 		  const char *recipient, const char *data, size_t len,
-		  struct smtpconn_tx *tx);
+		  const char *next_recipient, struct smtpconn_tx *tx);
 
 /* QUIT (when the connection is usable) and close; NULL is a no-op. */
 void smtpconn_close(struct smtpconn *c);

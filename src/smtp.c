@@ -260,9 +260,13 @@ static void run_session(struct smtp_transport *t, struct worker_item *batch,
 		struct smtp_item *it = (struct smtp_item *)w;
 		if (!sendable(it))
 			continue;
+		struct worker_item *n = w->next;
+		while (n && !sendable((struct smtp_item *)n))
+			n = n->next;
 		struct smtpconn_tx tx;
 		smtpconn_send(c, t->reverse_path, it->recipient, it->data,
-			      it->len, &tx);
+			      it->len,
+			      n ? ((struct smtp_item *)n)->recipient : NULL, &tx);
 		it->data_done = tx.data_done;
 		judge(t, it, &tx);
 		if (it->verdict == SMTP_SENT)

@@ -17,9 +17,11 @@
  * - it had no hook for socket options (TCP_NODELAY needed connect() to be
  *   interposed) and read before flushing after STARTTLS, which stalled
  *   TLS 1.3 sessions (TLS was pinned to 1.2 because of it).
- * Here MAIL, RCPT and DATA leave in one write when the server offers
- * PIPELINING, the dot-stuffed message and its "." in another: two round
- * trips per message. DATA is always used (no BDAT).
+ * Here, when the server offers PIPELINING, MAIL, RCPT and DATA leave in
+ * one write, and the dot-stuffed message, its "." and the next message's
+ * MAIL, RCPT and DATA in the next (RFC 2920 §3.1 lets message content
+ * open a command group): one round trip per message once a session is
+ * under way. DATA is always used (no BDAT).
  *
  * I/O: a non-blocking socket; every wait is a poll() bounded by the
  * configured timeout, so a silent server costs at most that long, and a
@@ -55,6 +57,8 @@ struct smtpconn {
 	SSL *ssl;
 	unsigned ext;
 	bool usable;              /* false once the dialogue cannot go on */
+	char *pipelined_rcpt;     /* the next envelope went out after the
+	                             last ".": its recipient, else NULL */
 	int64_t deadline;         /* of the current step, CLOCK_MONOTONIC ms */
 	char io_detail[200];      /* the first I/O failure */
 	char in[SMTPCONN_IN_MAX];
@@ -590,15 +594,32 @@ static void tx_io(struct smtpconn *c, struct smtpconn_tx *tx)
 	snprintf(tx->io_detail, sizeof tx->io_detail, "%s", c->io_detail);
 }
 
+static int add_envelope(struct smtpconn *c, const char *rp, const char *rcpt)
+{
+	if (out_cmd(c, "MAIL FROM:<", rp, ">") != 0 ||
+	    out_cmd(c, "RCPT TO:<", rcpt, ">") != 0)
+		return -1;
+	return out_cmd(c, "DATA", NULL, NULL);
+}
+
+/* MAIL, RCPT and DATA with their replies; under PIPELINING they may have
+ * left already, behind the previous message's "." */
 static int envelope(struct smtpconn *c, const char *rp, const char *rcpt,
 		    struct smtpconn_tx *tx)
 {
 	if (c->ext & SMTP_EXT_PIPELINING) {
 		step_begins(c);
-		if (out_cmd(c, "MAIL FROM:<", rp, ">") != 0 ||
-		    out_cmd(c, "RCPT TO:<", rcpt, ">") != 0 ||
-		    out_cmd(c, "DATA", NULL, NULL) != 0 || flush_out(c) != 0)
+		if (c->pipelined_rcpt) {
+			bool same = strcmp(c->pipelined_rcpt, rcpt) == 0;
+			free(c->pipelined_rcpt);
+			c->pipelined_rcpt = NULL;
+			if (!same)
+				return io_fail(c, "pipelined envelope is not "
+					       "the next message's");
+		} else if (add_envelope(c, rp, rcpt) != 0 ||
+			   flush_out(c) != 0) {
 			return -1;
+		}
 		if (read_reply(c, &tx->mail, false) < 0 ||
 		    read_reply(c, &tx->rcpt, false) < 0 ||
 		    read_reply(c, &tx->data, false) < 0)
@@ -619,7 +640,7 @@ static int envelope(struct smtpconn *c, const char *rp, const char *rcpt,
 
 int smtpconn_send(struct smtpconn *c, const char *reverse_path,
 		  const char *recipient, const char *data, size_t len,
-		  struct smtpconn_tx *tx)
+		  const char *next_recipient, struct smtpconn_tx *tx)
 {
 	memset(tx, 0, sizeof *tx);
 	if (!c->usable) {
@@ -642,7 +663,17 @@ int smtpconn_send(struct smtpconn *c, const char *reverse_path,
 		return c->usable ? 0 : -1;
 	}
 	step_begins(c);
-	if (add_stuffed(c, data, len) != 0 || flush_out(c) != 0)
+	if (add_stuffed(c, data, len) != 0)
+		goto broken;
+	/* RFC 2920 §3.1: message content may open a command group, so the
+	 * next envelope rides behind the "." (one round trip per message) */
+	if (next_recipient && (c->ext & SMTP_EXT_PIPELINING)) {
+		c->pipelined_rcpt = strdup(next_recipient);
+		if (!c->pipelined_rcpt ||
+		    add_envelope(c, reverse_path, next_recipient) != 0)
+			goto broken;
+	}
+	if (flush_out(c) != 0)
 		goto broken;
 	tx->data_done = true;
 	if (read_reply(c, &tx->final, false) < 0)
@@ -658,10 +689,13 @@ void smtpconn_close(struct smtpconn *c)
 {
 	if (!c)
 		return;
-	if (c->usable) {
+	/* with an envelope pipelined and never followed by its message, the
+	 * server awaits message content: closing discards that transaction */
+	if (c->usable && !c->pipelined_rcpt) {
 		struct smtp_reply r;
 		command(c, "QUIT", NULL, &r, false);
 	}
+	free(c->pipelined_rcpt);
 	if (c->ssl) {
 		if (c->usable)
 			SSL_shutdown(c->ssl);

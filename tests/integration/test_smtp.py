@@ -747,6 +747,97 @@ def test_auth_uses_the_password_and_never_leaks_it(sinks, make_daemon, mode):
                 form, name)
 
 
+# -- pipelining: one round trip per message ----------------------------------------
+
+class ScriptedSmtpServer:
+    """A bare SMTP server on a raw socket for one connection: it offers
+    PIPELINING, accepts everything, and before answering each message's
+    final "." waits `hold` seconds, noting whether the client's next MAIL
+    FROM arrived meanwhile (a client that waits for the 250 sends none)."""
+
+    def __init__(self, hold=0.4):
+        self.hold = hold
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.early = []      # per message: next MAIL seen before our 250
+        self.recipients = []
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _read_until(self, conn, buf, marker, timeout=10):
+        conn.settimeout(timeout)
+        while marker not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                raise EOFError("client closed")
+            buf += chunk
+        i = buf.index(marker) + len(marker)
+        return buf[:i], buf[i:]
+
+    def _run(self):
+        try:
+            conn, _ = self.sock.accept()
+            with conn:
+                conn.sendall(b"220 raw.test ESMTP\r\n")
+                buf = b""
+                _, buf = self._read_until(conn, buf, b"\r\n")  # EHLO
+                conn.sendall(b"250-raw.test\r\n250-PIPELINING\r\n"
+                             b"250 ENHANCEDSTATUSCODES\r\n")
+                while True:
+                    line, buf = self._read_until(conn, buf, b"\r\n")
+                    if line.upper().startswith(b"QUIT"):
+                        conn.sendall(b"221 2.0.0 bye\r\n")
+                        return
+                    assert line.startswith(b"MAIL FROM:"), line
+                    rcpt, buf = self._read_until(conn, buf, b"\r\n")
+                    self.recipients.append(rcpt.strip().decode())
+                    _, buf = self._read_until(conn, buf, b"DATA\r\n")
+                    conn.sendall(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n"
+                                 b"354 go ahead\r\n")
+                    _, buf = self._read_until(conn, buf, b"\r\n.\r\n")
+                    deadline = time.monotonic() + self.hold
+                    while b"MAIL FROM:" not in buf and \
+                            time.monotonic() < deadline:
+                        conn.settimeout(max(0.01,
+                                            deadline - time.monotonic()))
+                        try:
+                            chunk = conn.recv(65536)
+                        except socket.timeout:
+                            break
+                        if not chunk:
+                            break
+                        buf += chunk
+                    self.early.append(b"MAIL FROM:" in buf)
+                    conn.sendall(b"250 2.0.0 queued\r\n")
+        except Exception as e:  # reported by the test
+            self.error = e
+        finally:
+            self.sock.close()
+
+
+def test_next_envelope_rides_behind_the_dot(make_daemon):
+    """With PIPELINING, the next message's MAIL, RCPT and DATA go out right
+    behind the previous message's "." (RFC 2920 §3.1), not after its 250:
+    one round trip per message. The last message of a session is followed
+    by QUIT only once its 250 is in."""
+    server = ScriptedSmtpServer()
+    d = smtp_daemon(make_daemon, server.port,
+                    smtp={"sessions": 1, "batch": 50}).start()
+    at = rfc3339(time.time() + 1.5)   # due together: one session
+    with d.client() as c:
+        answers = c.pipeline([send_req("p%d" % i, "email", at=at,
+                                       to="p%d@example.com" % i)
+                              for i in range(3)])
+        jobs = [ok(a)["job"] for a in answers]
+        done = wait_all(c, jobs, timeout=30)
+    server.thread.join(10)
+    assert server.error is None, server.error
+    assert [done[j]["attempts"] for j in jobs] == [1, 1, 1], done
+    assert len(server.recipients) == 3, server.recipients
+    assert server.early == [True, True, False], server.early
+
+
 # -- connection reuse ---------------------------------------------------------------
 
 def test_two_sessions_of_fifty_reuse_connections(sinks, make_daemon):
