@@ -496,6 +496,46 @@ def test_helo_and_envelope_from_are_configurable(sinks, make_daemon):
     assert session_of(sink, m).ehlo == "mx1.shop.example"
 
 
+def test_list_unsubscribe_over_smtp(sinks, make_daemon, tmp_path):
+    """Checklist 15 over SMTP: marketing mail carries exactly one one-click
+    List-Unsubscribe (https and mailto) and its List-Unsubscribe-Post, the
+    same link as in the body; a transactional template carries none."""
+    sink = sinks()
+    unsub = {"unsubscribe": {"listen": "127.0.0.1:%d" % free_port(),
+                             "public_url": "https://shop.example/rouse",
+                             "secret_env": "ROUSE_TEST_UNSUB",
+                             "mailto": "unsubscribe@shop.example"}}
+    d = smtp_daemon(make_daemon, sink, config=unsub,
+                    env={"ROUSE_TEST_UNSUB": "smtp-test-unsubscribe-secret"},
+                    templates=shipped_plus(tmp_path, EMAIL_EXTRA)).start()
+    with d.client() as c:
+        jobs = {"zh": send(c, "u1", "wang@example.com", "winback", VARS_ZH,
+                           locale="zh-CN"),
+                "plain": send(c, "u2", "bob@example.com", "plain",
+                              {"name": "Bob"}),
+                "dots": send(c, "u3", "dan@example.com", "dots",
+                             {"body": "x"})}
+        wait_all(c, list(jobs.values()))
+    for k, j in jobs.items():
+        m, = copies(sink, j)
+        lu = m.msg.get_all("List-Unsubscribe") or []
+        lup = m.msg.get_all("List-Unsubscribe-Post") or []
+        if k == "dots":   # transactional
+            assert lu == [] and lup == [], (lu, lup)
+            continue
+        assert len(lu) == 1 and lup == ["List-Unsubscribe=One-Click"], \
+            (k, lu, lup)
+        links = [x.strip().strip("<>") for x in str(lu[0]).split(",")]
+        assert len(links) == 2, lu
+        assert links[0].startswith("https://shop.example/rouse/u/"), links
+        assert links[1].startswith(
+            "mailto:unsubscribe@shop.example?subject="), links
+        text, html = body_parts(m.msg)
+        assert links[0] in text, (k, text)
+        if html is not None:
+            assert links[0] in html.replace("&amp;", "&"), (k, html)
+
+
 # -- checklist 16: reply codes ------------------------------------------------
 
 RETRY_CASES = [   # (address, rule, text expected in the retry detail)
