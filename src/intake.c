@@ -231,14 +231,21 @@ static void on_flush_check(uv_check_t *h)
 	}
 }
 
+/* Puts c on one of intake's lists (flush, yielded) once, holding a ref. */
+static void conn_enlist(struct conn *c, bool *listed, struct conn **link,
+			struct conn **head)
+{
+	if (*listed || c->closing)
+		return;
+	*listed = true;
+	c->refs++;
+	*link = *head;
+	*head = c;
+}
+
 static void conn_mark_dirty(struct conn *c)
 {
-	if (c->dirty || c->closing)
-		return;
-	c->dirty = true;
-	c->refs++;
-	c->dirty_next = c->in->dirty;
-	c->in->dirty = c;
+	conn_enlist(c, &c->dirty, &c->dirty_next, &c->in->dirty);
 }
 
 void intake_reply(struct intake_slot *slot, json_t *answer)
@@ -418,12 +425,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * has had its turn for this loop iteration. */
 static void conn_yield(struct conn *c)
 {
-	if (c->yielded || c->closing)
-		return;
-	c->yielded = true;
-	c->refs++;
-	c->yield_next = c->in->yielded;
-	c->in->yielded = c;
+	conn_enlist(c, &c->yielded, &c->yield_next, &c->in->yielded);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)

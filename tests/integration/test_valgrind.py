@@ -6,7 +6,6 @@ import json
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -18,6 +17,24 @@ pytestmark = pytest.mark.skipif(
     reason="valgrind runs on the normal build only")
 
 
+def under_valgrind(config, log, env=None):
+    """roused --config config under memcheck, its report going to log."""
+    return subprocess.Popen(
+        ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+         "--error-exitcode=9", "--log-file=" + str(log), ROUSED,
+         "--config", str(config)],
+        stderr=subprocess.DEVNULL, env=env)
+
+
+def assert_clean(rc, log):
+    """Exit 0, no memcheck error, no definitely lost block."""
+    report = log.read_text()
+    assert rc == 0, report[-3000:]
+    assert "ERROR SUMMARY: 0 errors" in report, report[-3000:]
+    assert "definitely lost: 0 bytes" in report or \
+        "no leaks are possible" in report, report[-3000:]
+
+
 def test_daemon_session_is_valgrind_clean(tmp_path):
     data = tmp_path / "var"
     config = tmp_path / "rouse.json"
@@ -27,11 +44,7 @@ def test_daemon_session_is_valgrind_clean(tmp_path):
         "limits": {"per_user": [{"channel": "*", "max": 2, "window": "1h"}]},
     }))
     log = tmp_path / "valgrind.log"
-    proc = subprocess.Popen(
-        ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
-         "--error-exitcode=9", "--log-file=" + str(log), ROUSED,
-         "--config", str(config)],
-        stderr=subprocess.DEVNULL)
+    proc = under_valgrind(config, log)
     try:
         sock = data / "rouse.sock"
         wait_for(sock.exists, timeout=60, message="socket never appeared")
@@ -74,11 +87,7 @@ def test_daemon_session_is_valgrind_clean(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    report = log.read_text()
-    assert rc == 0, report[-3000:]
-    assert "ERROR SUMMARY: 0 errors" in report, report[-3000:]
-    assert "definitely lost: 0 bytes" in report or \
-        "no leaks are possible" in report, report[-3000:]
+    assert_clean(rc, log)
 
 
 def test_http_transports_sequences_and_listener_are_valgrind_clean(tmp_path):
@@ -127,11 +136,7 @@ def test_http_transports_sequences_and_listener_are_valgrind_clean(tmp_path):
                ROUSE_VG_SECRET="valgrind-secret-0123456789")
     log = tmp_path / "valgrind.log"
     with twilio, fcm, apns:
-        proc = subprocess.Popen(
-            ["valgrind", "--leak-check=full",
-             "--errors-for-leak-kinds=definite", "--error-exitcode=9",
-             "--log-file=" + str(log), ROUSED, "--config", str(config)],
-            stderr=subprocess.DEVNULL, env=env)
+        proc = under_valgrind(config, log, env)
         try:
             sock = data / "rouse.sock"
             wait_for(sock.exists, timeout=90, message="no socket")
@@ -168,11 +173,7 @@ def test_http_transports_sequences_and_listener_are_valgrind_clean(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    report = log.read_text()
-    assert rc == 0, report[-3000:]
-    assert "ERROR SUMMARY: 0 errors" in report, report[-3000:]
-    assert "definitely lost: 0 bytes" in report or \
-        "no leaks are possible" in report, report[-3000:]
+    assert_clean(rc, log)
 
 
 def test_smtp_client_with_tls_and_auth_is_valgrind_clean(tmp_path):
@@ -200,11 +201,7 @@ def test_smtp_client_with_tls_and_auth_is_valgrind_clean(tmp_path):
     }))
     env = dict(__import__("os").environ, ROUSE_VG_SMTP="pw")
     log = tmp_path / "valgrind.log"
-    proc = subprocess.Popen(
-        ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
-         "--error-exitcode=9", "--log-file=" + str(log), ROUSED,
-         "--config", str(config)],
-        stderr=subprocess.DEVNULL, env=env)
+    proc = under_valgrind(config, log, env)
     try:
         sock = data / "rouse.sock"
         wait_for(sock.exists, timeout=90, message="no socket")
@@ -241,8 +238,4 @@ def test_smtp_client_with_tls_and_auth_is_valgrind_clean(tmp_path):
         "a@example.com", "busy@example.com", "drop@example.com",
         "drop@example.com"], got
     assert len({m.message_id for m in got}) == 3, got
-    report = log.read_text()
-    assert rc == 0, report[-3000:]
-    assert "ERROR SUMMARY: 0 errors" in report, report[-3000:]
-    assert "definitely lost: 0 bytes" in report or \
-        "no leaks are possible" in report, report[-3000:]
+    assert_clean(rc, log)
