@@ -2,6 +2,7 @@
 every transport, then SIGTERM, must end with no invalid access and no
 definitely lost block (GLib/GMime's one-time allocations stay reachable
 and are not errors)."""
+import contextlib
 import json
 import shutil
 import signal
@@ -17,13 +18,27 @@ pytestmark = pytest.mark.skipif(
     reason="valgrind runs on the normal build only")
 
 
+@contextlib.contextmanager
 def under_valgrind(config, log, env=None):
-    """roused --config config under memcheck, its report going to log."""
-    return subprocess.Popen(
+    """roused --config config under memcheck, its report going to log;
+    killed on the way out if the test did not stop it."""
+    proc = subprocess.Popen(
         ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
          "--error-exitcode=9", "--log-file=" + str(log), ROUSED,
          "--config", str(config)],
         stderr=subprocess.DEVNULL, env=env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def stop(proc, timeout):
+    """SIGTERM, then the exit status."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout)
 
 
 def assert_clean(rc, log):
@@ -44,8 +59,7 @@ def test_daemon_session_is_valgrind_clean(tmp_path):
         "limits": {"per_user": [{"channel": "*", "max": 2, "window": "1h"}]},
     }))
     log = tmp_path / "valgrind.log"
-    proc = under_valgrind(config, log)
-    try:
+    with under_valgrind(config, log) as proc:
         sock = data / "rouse.sock"
         wait_for(sock.exists, timeout=60, message="socket never appeared")
         with Client(str(sock), timeout=60) as c:
@@ -81,12 +95,7 @@ def test_daemon_session_is_valgrind_clean(tmp_path):
                 True, True, True, True, True, False, False], answers
             assert answers[2]["cancelled"] == 1, answers[2]
             assert job_status(c, jobs[2])["state"] == "cancelled"
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        rc = stop(proc, 60)
     assert_clean(rc, log)
 
 
@@ -136,8 +145,7 @@ def test_http_transports_sequences_and_listener_are_valgrind_clean(tmp_path):
                ROUSE_VG_SECRET="valgrind-secret-0123456789")
     log = tmp_path / "valgrind.log"
     with twilio, fcm, apns:
-        proc = under_valgrind(config, log, env)
-        try:
+        with under_valgrind(config, log, env) as proc:
             sock = data / "rouse.sock"
             wait_for(sock.exists, timeout=90, message="no socket")
             with Client(str(sock), timeout=90) as c:
@@ -167,12 +175,7 @@ def test_http_transports_sequences_and_listener_are_valgrind_clean(tmp_path):
                 page = urllib.request.urlopen(
                     "http://127.0.0.1:%d/healthz" % port, timeout=30)
                 assert page.status == 200
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(90)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            rc = stop(proc, 90)
     assert_clean(rc, log)
 
 
@@ -201,36 +204,34 @@ def test_smtp_client_with_tls_and_auth_is_valgrind_clean(tmp_path):
     }))
     env = dict(__import__("os").environ, ROUSE_VG_SMTP="pw")
     log = tmp_path / "valgrind.log"
-    proc = under_valgrind(config, log, env)
     try:
-        sock = data / "rouse.sock"
-        wait_for(sock.exists, timeout=90, message="no socket")
-        with Client(str(sock), timeout=90) as c:
-            jobs = {}
-            for i, to in enumerate(("a@example.com", "gone@example.com",
-                                    "busy@example.com", "drop@example.com")):
-                a = c.request({"op": "send", "user": "u%d" % i,
-                               "channel": "email", "to": to,
-                               "template": "winback",
-                               "vars": {"name": "王小明", "brand": "Shop",
-                                        "amount": "¥20",
-                                        "expiry": "2026-11-30",
-                                        "link": "https://shop.example/x"},
-                               "locale": "zh-CN"})
-                assert a["ok"], a
-                jobs[to] = a["job"]
-            for to, state in (("a@example.com", "sent"),
-                              ("gone@example.com", "failed"),
-                              ("busy@example.com", "sent"),
-                              ("drop@example.com", "sent")):
-                st = wait_state(c, jobs[to], (state,), timeout=120)
-                assert st["state"] == state, st
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(90)
+        with under_valgrind(config, log, env) as proc:
+            sock = data / "rouse.sock"
+            wait_for(sock.exists, timeout=90, message="no socket")
+            with Client(str(sock), timeout=90) as c:
+                jobs = {}
+                for i, to in enumerate(("a@example.com",
+                                        "gone@example.com",
+                                        "busy@example.com",
+                                        "drop@example.com")):
+                    a = c.request({"op": "send", "user": "u%d" % i,
+                                   "channel": "email", "to": to,
+                                   "template": "winback",
+                                   "vars": {"name": "王小明", "brand": "Shop",
+                                            "amount": "¥20",
+                                            "expiry": "2026-11-30",
+                                            "link": "https://shop.example/x"},
+                                   "locale": "zh-CN"})
+                    assert a["ok"], a
+                    jobs[to] = a["job"]
+                for to, state in (("a@example.com", "sent"),
+                                  ("gone@example.com", "failed"),
+                                  ("busy@example.com", "sent"),
+                                  ("drop@example.com", "sent")):
+                    st = wait_state(c, jobs[to], (state,), timeout=120)
+                    assert st["state"] == state, st
+            rc = stop(proc, 90)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         sink.stop()
     # a; busy on its second try; drop twice (cut after its data), same id
     got = sink.messages()
