@@ -40,7 +40,8 @@ before each end-of-DATA reply (a slow server); port=N listens on N instead
 of a free port; tls_tickets=N sets how many TLS 1.3 session tickets follow
 each handshake (2, as OpenSSL servers send by default; 0 for none);
 extensions are the extra EHLO keywords announced (PIPELINING and
-ENHANCEDSTATUSCODES by default, as Postfix does).
+ENHANCEDSTATUSCODES by default, as Postfix does); ehlo=False refuses EHLO
+with 502, as servers from before ESMTP do, so only HELO works.
 
 Everything is recorded: connections(), sessions() (commands with times,
 EHLO name, STARTTLS, AUTH credentials, TLS state) and messages() (envelope,
@@ -315,6 +316,10 @@ class _Handler:
 
     async def handle_EHLO(self, server, session, envelope, hostname,
                           responses):
+        if not self.sink.ehlo:     # an old server: the client must HELO
+            session.host_name = None
+            session.extended_smtp = False
+            return ["502 5.5.2 Error: command not recognized"]
         session.host_name = hostname
         if self.sink.auth is None:   # no AUTH offered without credentials
             responses = [r for r in responses
@@ -389,7 +394,8 @@ class SmtpSink:
     def __init__(self, tmpdir, rules=None, starttls=False, auth=None,
                  hold_greeting=False, hostname="sink.test", timeout=300,
                  delay=0.0, port=0, tls_tickets=2,
-                 extensions=("PIPELINING", "ENHANCEDSTATUSCODES")):
+                 extensions=("PIPELINING", "ENHANCEDSTATUSCODES"),
+                 ehlo=True):
         self.dir = Path(tmpdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -405,6 +411,7 @@ class SmtpSink:
         self.auth = auth
         self.delay = delay         # seconds before each end-of-DATA reply
         self.extensions = tuple(extensions)
+        self.ehlo = ehlo           # False: EHLO refused (502), HELO only
         self.ca_file = self.cert_file = self.key_file = None
         kw = {"server_hostname": hostname, "timeout": timeout,
               "data_size_limit": 64 << 20, "auth_require_tls": False}

@@ -880,6 +880,30 @@ def test_next_envelope_rides_behind_the_dot(make_daemon):
 
 # -- connection reuse ---------------------------------------------------------------
 
+def test_helo_when_the_server_refuses_ehlo(sinks, make_daemon):
+    """A server without ESMTP (EHLO answered 502): the client says HELO and
+    sends every command on its own, and messages still share the
+    connection."""
+    sink = sinks(ehlo=False)
+    d = smtp_daemon(make_daemon, sink,
+                    smtp={"sessions": 1, "batch": 50}).start()
+    at = rfc3339(time.time() + 1.5)   # due together: one connection
+    with d.client() as c:
+        answers = c.pipeline([send_req("h%d" % i, "email", at=at,
+                                       to="h%d@example.com" % i)
+                              for i in range(3)])
+        jobs = [ok(a)["job"] for a in answers]
+        done = wait_all(c, jobs, timeout=30)
+    assert [done[j]["attempts"] for j in jobs] == [1, 1, 1], done
+    assert sink.connections() == 1, sink.sessions()
+    verbs = sink.sessions()[0].verbs()
+    assert verbs[:2] == ["EHLO", "HELO"], verbs
+    assert verbs.count("MAIL") == 3 and verbs.count("DATA") == 3, verbs
+    for j in jobs:
+        m, = copies(sink, j)
+        assert_rfc5322_shape(m.raw, m.msg)
+
+
 def test_two_sessions_of_fifty_reuse_connections(sinks, make_daemon):
     sink = sinks()
     d = smtp_daemon(make_daemon, sink,
