@@ -292,6 +292,20 @@ static void page_head(struct listener_buf *b, const char *title)
 		"</head><body>\n");
 }
 
+/* Answers 200 with the page built in b (MHD_NO when building it ran out
+ * of memory) and frees it. */
+static enum MHD_Result respond_page(struct listener_req *req,
+				    struct MHD_Connection *conn,
+				    struct listener_buf *b)
+{
+	enum MHD_Result ret = MHD_NO;
+	if (!b->failed)
+		ret = respond(req, conn, MHD_HTTP_OK,
+			      "text/html; charset=utf-8", b->p, b->len, NULL);
+	free(b->p);
+	return ret;
+}
+
 static void page_who(struct listener_buf *b, const struct unsub_subject *s)
 {
 	buf_str(b, "<strong>");
@@ -304,7 +318,6 @@ static enum MHD_Result respond_confirm_page(struct listener_req *req,
 {
 	const struct unsub_subject *s = &req->subject;
 	struct listener_buf b = { 0 };
-	enum MHD_Result ret;
 
 	page_head(&b, "Unsubscribe / 退订");
 	buf_str(&b, "<h1>Unsubscribe</h1>\n<p>Stop sending ");
@@ -320,14 +333,7 @@ static enum MHD_Result respond_confirm_page(struct listener_req *req,
 		"value=\"One-Click\">"
 		"<button type=\"submit\">Unsubscribe / 退订</button>"
 		"</form>\n</body></html>\n");
-	if (b.failed) {
-		free(b.p);
-		return MHD_NO;
-	}
-	ret = respond(req, conn, MHD_HTTP_OK, "text/html; charset=utf-8", b.p,
-		      b.len, NULL);
-	free(b.p);
-	return ret;
+	return respond_page(req, conn, &b);
 }
 
 static enum MHD_Result respond_done_page(struct listener_req *req,
@@ -335,7 +341,6 @@ static enum MHD_Result respond_done_page(struct listener_req *req,
 					 const struct listener_call *call)
 {
 	struct listener_buf b = { 0 };
-	enum MHD_Result ret;
 
 	page_head(&b, "Unsubscribed / 已退订");
 	buf_str(&b, "<h1>Unsubscribed</h1>\n<p>You will no longer receive ");
@@ -343,14 +348,7 @@ static enum MHD_Result respond_done_page(struct listener_req *req,
 	buf_str(&b, ".</p>\n<p lang=\"zh\">您已退订");
 	buf_str(&b, channel_words(call->channel, true));
 	buf_str(&b, "。</p>\n</body></html>\n");
-	if (b.failed) {
-		free(b.p);
-		return MHD_NO;
-	}
-	ret = respond(req, conn, MHD_HTTP_OK, "text/html; charset=utf-8", b.p,
-		      b.len, NULL);
-	free(b.p);
-	return ret;
+	return respond_page(req, conn, &b);
 }
 
 static enum MHD_Result respond_twiml(struct listener_req *req,
@@ -627,17 +625,6 @@ static enum MHD_Result req_begin(struct listener *l,
 
 /* ---- the SMS webhook ----------------------------------------------------- */
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes one form-urlencoded component of [s, s + n) into a new string;
  * NULL for a malformed escape or an escaped NUL. */
 static char *form_decode(const char *s, size_t n)
@@ -651,8 +638,9 @@ static char *form_decode(const char *s, size_t n)
 		if (s[i] == '+') {
 			out[o++] = ' ';
 		} else if (s[i] == '%') {
-			int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1;
-			int lo = i + 2 < n ? hex_digit(s[i + 2]) : -1;
+			const unsigned char *h = (const unsigned char *)s + i;
+			int hi = i + 2 < n ? OPENSSL_hexchar2int(h[1]) : -1;
+			int lo = i + 2 < n ? OPENSSL_hexchar2int(h[2]) : -1;
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 				free(out);
 				return NULL;

@@ -223,17 +223,6 @@ static const struct unsub_key *keys_find(const struct unsub_keys *k, int kid)
 	return NULL;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* "" -> all zero; a UUID (8-4-4-4-12 hex digits) -> its 16 bytes. */
 static int uuid_parse(const char *s, unsigned char *out)
 {
@@ -248,8 +237,9 @@ static int uuid_parse(const char *s, unsigned char *out)
 				return -1;
 			continue;
 		}
-		hi = hexval(s[i]);
-		lo = hi < 0 ? -1 : hexval(s[i + 1]);
+		const unsigned char *h = (const unsigned char *)s + i;
+		hi = OPENSSL_hexchar2int(h[0]);
+		lo = hi < 0 ? -1 : OPENSSL_hexchar2int(h[1]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		out[n++] = (unsigned char)(hi << 4 | lo);
