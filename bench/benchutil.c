@@ -103,26 +103,33 @@ out:
 	return rc;
 }
 
-enum bench_lines_end bench_read_lines(int fd, bool (*more)(void *ud),
-				      void (*on_line)(void *ud, char *line,
-						      int64_t t),
-				      void *ud)
+const char *bench_read_answers(const char *prog, int fd,
+			       const _Atomic long *acked, long n,
+			       void (*on_line)(void *ud, char *line,
+					       int64_t t),
+			       void *ud, char *why, size_t why_len)
 {
-	enum bench_lines_end end = BENCH_LINES_DONE;
+	const char *stopped = NULL;
 	char *buf = malloc(BENCH_ANSWER_MAX + 1);
 	if (!buf)
-		return BENCH_LINES_NOMEM;
+		bench_die(prog, "malloc");
 	size_t len = 0;
-	while (more(ud)) {
+	while (atomic_load(acked) < n) {
 		if (len == BENCH_ANSWER_MAX) {
-			end = BENCH_LINES_TOO_LONG;
+			snprintf(why, why_len,
+				 "answer line longer than %u bytes",
+				 BENCH_ANSWER_MAX);
+			stopped = why;
 			break;
 		}
 		ssize_t r = read(fd, buf + len, BENCH_ANSWER_MAX - len);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			end = BENCH_LINES_CLOSED;
+			snprintf(why, why_len,
+				 "closed by the daemon after %ld answers",
+				 atomic_load(acked));
+			stopped = why;
 			break;
 		}
 		int64_t t = bench_mono_ns();
@@ -137,5 +144,5 @@ enum bench_lines_end bench_read_lines(int fd, bool (*more)(void *ud),
 		memmove(buf, start, len);
 	}
 	free(buf);
-	return end;
+	return stopped;
 }

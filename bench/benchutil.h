@@ -5,6 +5,7 @@
 #ifndef ROUSE_BENCHUTIL_H
 #define ROUSE_BENCHUTIL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,22 +29,19 @@ int bench_write_all(int fd, const char *p, size_t len);
 int bench_roundtrip(const char *prog, const char *path, const char *req,
 		    char *ans, size_t cap);
 
-/* Longest answer line bench_read_lines takes. */
+/* Longest answer line bench_read_answers takes. */
 #define BENCH_ANSWER_MAX (256u << 10)
 
-enum bench_lines_end {
-	BENCH_LINES_DONE,      /* more() turned false */
-	BENCH_LINES_CLOSED,    /* end of file or a read error */
-	BENCH_LINES_TOO_LONG,  /* a line longer than BENCH_ANSWER_MAX */
-	BENCH_LINES_NOMEM,
-};
-
-/* Reads '\n'-terminated lines from fd while more(ud) holds and hands each
- * to on_line (NUL-terminated, writable, with the bench_mono_ns() time its
- * read returned). */
-enum bench_lines_end bench_read_lines(int fd, bool (*more)(void *ud),
-				      void (*on_line)(void *ud, char *line,
-						      int64_t t),
-				      void *ud);
+/* Reads the '\n'-terminated answers of one load connection from fd and
+ * hands each to on_line (NUL-terminated, writable, with the bench_mono_ns()
+ * time its read returned), which counts it in *acked, until *acked reaches
+ * n. Returns NULL then; else why the answers stopped first, written to why
+ * ("answer line longer than N bytes", "closed by the daemon after N
+ * answers"). Out of memory ends the program. */
+const char *bench_read_answers(const char *prog, int fd,
+			       const _Atomic long *acked, long n,
+			       void (*on_line)(void *ud, char *line,
+					       int64_t t),
+			       void *ud, char *why, size_t len);
 
 #endif

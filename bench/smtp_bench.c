@@ -305,8 +305,9 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-static void check_answer(struct sb_conn *c, const char *line, int64_t t)
+static void check_answer(void *ud, char *line, int64_t t)
 {
+	struct sb_conn *c = ud;
 	long expect = atomic_load(&c->acked);
 	const char *idp = strstr(line, "\"id\":");
 	long id = idp ? strtol(idp + 5, NULL, 10) : -1;
@@ -324,32 +325,15 @@ static void check_answer(struct sb_conn *c, const char *line, int64_t t)
 	atomic_store(&c->acked, expect + 1);
 }
 
-static bool answers_due(void *ud)
-{
-	struct sb_conn *c = ud;
-	return atomic_load(&c->acked) < c->n;
-}
-
-static void on_answer_line(void *ud, char *line, int64_t t)
-{
-	check_answer(ud, line, t);
-}
-
 static void *reader_main(void *arg)
 {
 	struct sb_conn *c = arg;
-	enum bench_lines_end end =
-		bench_read_lines(c->fd, answers_due, on_answer_line, c);
-	if (end == BENCH_LINES_NOMEM)
-		bench_die(PROG, "malloc");
-	if (end == BENCH_LINES_TOO_LONG) {
-		c->errors++;
-		atomic_store(&c->io_failed, true);
-	} else if (end == BENCH_LINES_CLOSED) {
+	char why[96];
+	if (bench_read_answers(PROG, c->fd, &c->acked, c->n, check_answer, c,
+			       why, sizeof why)) {
 		if (c->errors == 0)
 			snprintf(c->first_error, sizeof c->first_error,
-				 "connection %d: closed after %ld answers",
-				 c->index, atomic_load(&c->acked));
+				 "connection %d: %s", c->index, why);
 		c->errors++;
 		atomic_store(&c->io_failed, true);
 	}
