@@ -146,3 +146,56 @@ const char *bench_read_answers(const char *prog, int fd,
 	free(buf);
 	return stopped;
 }
+
+/* Sleeps while window requests are unanswered. */
+static void wait_for_room(long sent, long window, const _Atomic long *acked,
+			  _Atomic bool *failed)
+{
+	while (window > 0 && sent - atomic_load(acked) >= window &&
+	       !atomic_load(failed)) {
+		struct timespec ts = { 0, 50000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+enum bench_write_end bench_write_requests(const char *prog, int fd, long n,
+					  long window,
+					  const _Atomic long *acked,
+					  _Atomic bool *failed,
+					  bench_format_fn format, void *ud,
+					  long *written)
+{
+	enum bench_write_end end = BENCH_WRITTEN;
+	char *buf = malloc(BENCH_WRITE_BUF);
+	if (!buf)
+		bench_die(prog, "malloc");
+	long j = 0;
+	while (j < n && end == BENCH_WRITTEN) {
+		wait_for_room(j, window, acked, failed);
+		if (atomic_load(failed)) {
+			end = BENCH_WRITE_STOPPED;
+			break;
+		}
+		long room = window > 0 ? window - (j - atomic_load(acked)) : n;
+		size_t used = 0;
+		while (j < n && room > 0 &&
+		       used + BENCH_LINE_MAX <= BENCH_WRITE_BUF) {
+			int len = format(ud, j, buf + used, BENCH_LINE_MAX);
+			if (len < 0) {
+				end = BENCH_FORMAT_FAILED;
+				break;
+			}
+			used += (size_t)len;
+			j++;
+			room--;
+		}
+		if (used && bench_write_all(fd, buf, used) != 0) {
+			end = BENCH_WRITE_FAILED;
+		}
+	}
+	if (end == BENCH_FORMAT_FAILED || end == BENCH_WRITE_FAILED)
+		atomic_store(failed, true);
+	*written = j;
+	free(buf);
+	return end;
+}

@@ -29,6 +29,34 @@ int bench_write_all(int fd, const char *p, size_t len);
 int bench_roundtrip(const char *prog, const char *path, const char *req,
 		    char *ans, size_t cap);
 
+/* Longest request line, and the most bytes in one write, of
+ * bench_write_requests. */
+#define BENCH_LINE_MAX 1024
+#define BENCH_WRITE_BUF (64u << 10)
+
+/* Request j (0-based) of one load connection, written into buf (cap
+ * bytes): its length, or -1. */
+typedef int (*bench_format_fn)(void *ud, long j, char *buf, size_t cap);
+
+enum bench_write_end {
+	BENCH_WRITTEN,         /* all n requests went out */
+	BENCH_WRITE_STOPPED,   /* *failed was set by someone else */
+	BENCH_FORMAT_FAILED,   /* request *written could not be made */
+	BENCH_WRITE_FAILED,    /* a write failed after *written requests */
+};
+
+/* Writes requests 0..n-1 of one load connection to fd, packed into writes
+ * of up to BENCH_WRITE_BUF bytes, with at most window of them (0: any
+ * number) not yet counted in *acked by the reader. Stops when *failed is
+ * set; sets it itself on a format or write failure. *written: how many
+ * requests were handed to the socket. */
+enum bench_write_end bench_write_requests(const char *prog, int fd, long n,
+					  long window,
+					  const _Atomic long *acked,
+					  _Atomic bool *failed,
+					  bench_format_fn format, void *ud,
+					  long *written);
+
 /* Longest answer line bench_read_answers takes. */
 #define BENCH_ANSWER_MAX (256u << 10)
 

@@ -52,8 +52,6 @@
 
 #define PROG "enroll_bench"
 
-#define EB_LINE_MAX 1024
-#define EB_WRITE_BUF (64u << 10)
 #define EB_MAX_CLIENTS 256
 #define EB_MAX_STEPS 16
 #define EB_ID_MAX 64
@@ -211,39 +209,19 @@ static int format_request(const struct eb_opts *o, long global, long id,
 
 /* ------------------------------------------------------------ threads */
 
+/* bench_format_fn: request j of connection ud */
+static int conn_request(void *ud, long j, char *buf, size_t cap)
+{
+	const struct eb_conn *c = ud;
+	return format_request(c->o, c->first + j, j, buf, cap);
+}
+
 static void *writer_main(void *arg)
 {
 	struct eb_conn *c = arg;
-	const struct eb_opts *o = c->o;
-	char *buf = malloc(EB_WRITE_BUF);
-	if (!buf)
-		bench_die(PROG, "malloc");
-	long j = 0;
-	while (j < c->n && !atomic_load(&c->io_failed)) {
-		long room = o->window > 0 ? o->window - (j - atomic_load(&c->acked))
-					  : c->n;
-		if (room <= 0) {
-			struct timespec ts = { 0, 50000 };
-			nanosleep(&ts, NULL);
-			continue;
-		}
-		size_t used = 0;
-		while (j < c->n && room > 0 &&
-		       used + EB_LINE_MAX <= EB_WRITE_BUF) {
-			int len = format_request(o, c->first + j, j, buf + used,
-						 EB_LINE_MAX);
-			if (len < 0) {
-				atomic_store(&c->io_failed, true);
-				break;
-			}
-			used += (size_t)len;
-			j++;
-			room--;
-		}
-		if (used && bench_write_all(c->fd, buf, used) != 0)
-			atomic_store(&c->io_failed, true);
-	}
-	free(buf);
+	long written;
+	bench_write_requests(PROG, c->fd, c->n, c->o->window, &c->acked,
+			     &c->io_failed, conn_request, c, &written);
 	return NULL;
 }
 

@@ -74,8 +74,6 @@
 #define HR_RESP_KEEP 200          /* body bytes kept for an error report */
 #define HR_MAX_INFLIGHT 100000
 #define HR_MAX_CLIENTS 64
-#define HR_LINE_MAX 1024
-#define HR_WRITE_BUF (64u << 10)
 #define HR_LOG_BUF (1u << 20)
 #define HR_SETTLE_MS 300
 #define HR_SENT_WAIT_S 30
@@ -637,40 +635,24 @@ static void conn_error(struct hr_conn *c, const char *what, long n,
 			 detail ? ": " : "", detail ? detail : "");
 }
 
+/* bench_format_fn: request j of connection ud */
+static int conn_request(void *ud, long j, char *buf, size_t cap)
+{
+	const struct hr_conn *c = ud;
+	return format_job(c->o, c->first + j, j, buf, cap);
+}
+
 static void *writer_main(void *arg)
 {
 	struct hr_conn *c = arg;
-	const struct hr_opts *o = c->o;
-	char *buf = malloc(HR_WRITE_BUF);
-	if (!buf)
-		hr_fail_oom();
 	long j = 0;
-	while (j < c->n && !atomic_load(&c->io_failed)) {
-		long room = o->window - (j - atomic_load(&c->acked));
-		if (room <= 0) {
-			struct timespec ts = { 0, 50000 };
-			nanosleep(&ts, NULL);
-			continue;
-		}
-		size_t used = 0;
-		while (j < c->n && room > 0 && used + HR_LINE_MAX <= HR_WRITE_BUF) {
-			int len = format_job(o, c->first + j, j, buf + used,
-					     HR_LINE_MAX);
-			if (len < 0) {
-				conn_error(c, "line too long: request", j, NULL);
-				atomic_store(&c->io_failed, true);
-				break;
-			}
-			used += (size_t)len;
-			j++;
-			room--;
-		}
-		if (used && bench_write_all(c->fd, buf, used) != 0) {
-			conn_error(c, "write failed after requests:", j, NULL);
-			atomic_store(&c->io_failed, true);
-		}
-	}
-	free(buf);
+	enum bench_write_end end =
+		bench_write_requests(PROG, c->fd, c->n, c->o->window, &c->acked,
+				     &c->io_failed, conn_request, c, &j);
+	if (end == BENCH_FORMAT_FAILED)
+		conn_error(c, "line too long: request", j, NULL);
+	else if (end == BENCH_WRITE_FAILED)
+		conn_error(c, "write failed after requests:", j, NULL);
 	return NULL;
 }
 

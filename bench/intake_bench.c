@@ -62,8 +62,6 @@
 
 #define PROG "intake_bench"
 
-#define BENCH_LINE_MAX 1024
-#define BENCH_WRITE_BUF (64u << 10)
 #define BENCH_MAX_CLIENTS 256
 
 enum bench_mode {
@@ -110,7 +108,7 @@ struct bench_conn {
 	long misordered;
 	char first_error[300];
 	int64_t last_ack_ns;
-	bool io_failed;
+	_Atomic bool io_failed;
 };
 
 struct daemon_stats {
@@ -204,64 +202,44 @@ static int format_send(const struct bench_opts *o, long global, long id,
 
 /* ------------------------------------------------------------ threads */
 
-static void wait_window(struct bench_conn *c, long sent)
+/* bench_format_fn: request j of connection ud */
+static int conn_request(void *ud, long j, char *buf, size_t cap)
 {
-	if (c->o->window <= 0)
-		return;
-	while (sent - atomic_load(&c->acked) >= c->o->window && !c->io_failed) {
-		struct timespec ts = { 0, 50000 };
-		nanosleep(&ts, NULL);
+	const struct bench_conn *c = ud;
+	return format_send(c->o, c->first + j * c->stride, j, buf, cap);
+}
+
+/* Latency mode: each request at its planned instant, on its own. */
+static void write_on_schedule(struct bench_conn *c)
+{
+	char buf[BENCH_LINE_MAX];
+	for (long j = 0; j < c->n; j++) {
+		int64_t planned = c->planned_ns[j];
+		struct timespec ts = {
+			.tv_sec = planned / 1000000000,
+			.tv_nsec = planned % 1000000000
+		};
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+				       NULL) == EINTR)
+			;
+		int len = conn_request(c, j, buf, sizeof buf);
+		if (len < 0 || bench_write_all(c->fd, buf, (size_t)len) != 0) {
+			c->io_failed = true;
+			break;
+		}
 	}
 }
 
 static void *writer_main(void *arg)
 {
 	struct bench_conn *c = arg;
-	const struct bench_opts *o = c->o;
-	char *buf = malloc(BENCH_WRITE_BUF);
-	if (!buf)
-		bench_die(PROG, "malloc");
-	if (o->mode == MODE_LATENCY) {
-		for (long j = 0; j < c->n; j++) {
-			int64_t planned = c->planned_ns[j];
-			struct timespec ts = {
-				.tv_sec = planned / 1000000000,
-				.tv_nsec = planned % 1000000000
-			};
-			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME,
-					       &ts, NULL) == EINTR)
-				;
-			int len = format_send(o, c->first + j * c->stride, j,
-					      buf, BENCH_LINE_MAX);
-			if (len < 0 || bench_write_all(c->fd, buf, (size_t)len) != 0) {
-				c->io_failed = true;
-				break;
-			}
-		}
-		free(buf);
-		return NULL;
-	}
-	long j = 0;
-	while (j < c->n && !c->io_failed) {
-		wait_window(c, j);
-		size_t used = 0;
-		long room = o->window > 0 ? o->window - (j - c->acked) : c->n;
-		while (j < c->n && room > 0 &&
-		       used + BENCH_LINE_MAX <= BENCH_WRITE_BUF) {
-			int len = format_send(o, c->first + j * c->stride, j,
-					      buf + used, BENCH_LINE_MAX);
-			if (len < 0) {
-				c->io_failed = true;
-				break;
-			}
-			used += (size_t)len;
-			j++;
-			room--;
-		}
-		if (used && bench_write_all(c->fd, buf, used) != 0)
-			c->io_failed = true;
-	}
-	free(buf);
+	long written;
+	if (c->o->mode == MODE_LATENCY)
+		write_on_schedule(c);
+	else
+		bench_write_requests(PROG, c->fd, c->n, c->o->window,
+				     &c->acked, &c->io_failed, conn_request, c,
+				     &written);
 	return NULL;
 }
 

@@ -51,8 +51,6 @@
 
 #define PROG "smtp_bench"
 
-#define SB_LINE_MAX 1024
-#define SB_WRITE_BUF (64u << 10)
 #define SB_MAX_CLIENTS 64
 
 struct sb_opts {
@@ -269,39 +267,19 @@ static int format_send(const struct sb_opts *o, long g, long id, char *buf,
 	return n > 0 && (size_t)n < cap ? n : -1;
 }
 
+/* bench_format_fn: request j of connection ud */
+static int conn_request(void *ud, long j, char *buf, size_t cap)
+{
+	const struct sb_conn *c = ud;
+	return format_send(c->o, c->first + j, j, buf, cap);
+}
+
 static void *writer_main(void *arg)
 {
 	struct sb_conn *c = arg;
-	const struct sb_opts *o = c->o;
-	char *buf = malloc(SB_WRITE_BUF);
-	if (!buf)
-		bench_die(PROG, "malloc");
-	long j = 0;
-	while (j < c->n && !atomic_load(&c->io_failed)) {
-		while (o->window > 0 && j - atomic_load(&c->acked) >= o->window &&
-		       !atomic_load(&c->io_failed)) {
-			struct timespec ts = { 0, 50000 };
-			nanosleep(&ts, NULL);
-		}
-		size_t used = 0;
-		long room = o->window > 0 ? o->window - (j - atomic_load(&c->acked))
-					  : c->n;
-		while (j < c->n && room > 0 &&
-		       used + SB_LINE_MAX <= SB_WRITE_BUF) {
-			int len = format_send(o, c->first + j, j, buf + used,
-					      SB_LINE_MAX);
-			if (len < 0) {
-				atomic_store(&c->io_failed, true);
-				break;
-			}
-			used += (size_t)len;
-			j++;
-			room--;
-		}
-		if (used && bench_write_all(c->fd, buf, used) != 0)
-			atomic_store(&c->io_failed, true);
-	}
-	free(buf);
+	long written;
+	bench_write_requests(PROG, c->fd, c->n, c->o->window, &c->acked,
+			     &c->io_failed, conn_request, c, &written);
 	return NULL;
 }
 
