@@ -276,11 +276,13 @@ static int read_reply(struct smtpconn *c, struct smtp_reply *r, bool ehlo)
 	}
 }
 
+/* verb, arg and tail (either may be NULL) as one command line; its reply
+ * as read_reply gives it. */
 static int command(struct smtpconn *c, const char *verb, const char *arg,
-		   struct smtp_reply *r, bool ehlo)
+		   const char *tail, struct smtp_reply *r, bool ehlo)
 {
 	step_begins(c);
-	if (out_cmd(c, verb, arg, NULL) != 0 || flush_out(c) != 0)
+	if (out_cmd(c, verb, arg, tail) != 0 || flush_out(c) != 0)
 		return -1;
 	return read_reply(c, r, ehlo);
 }
@@ -430,16 +432,16 @@ static int auth(struct smtpconn *c, struct smtpconn_error *err)
 		plain[1 + ul] = '\0';
 		memcpy(plain + 2 + ul, pass, pl);
 		b64(plain, 2 + ul + pl, enc, sizeof enc);
-		rc = command(c, "AUTH PLAIN ", enc, r, false);
+		rc = command(c, "AUTH PLAIN ", enc, NULL, r, false);
 	} else if (c->ext & SMTP_EXT_AUTH_LOGIN) {
-		rc = command(c, "AUTH LOGIN", NULL, r, false);
+		rc = command(c, "AUTH LOGIN", NULL, NULL, r, false);
 		if (rc == 3) {
 			b64((const unsigned char *)user, ul, enc, sizeof enc);
-			rc = command(c, enc, NULL, r, false);
+			rc = command(c, enc, NULL, NULL, r, false);
 		}
 		if (rc == 3) {
 			b64((const unsigned char *)pass, pl, enc, sizeof enc);
-			rc = command(c, enc, NULL, r, false);
+			rc = command(c, enc, NULL, NULL, r, false);
 		}
 	} else {
 		snprintf(err->detail, sizeof err->detail,
@@ -459,9 +461,9 @@ static int auth(struct smtpconn *c, struct smtpconn_error *err)
 static int ehlo(struct smtpconn *c, struct smtp_reply *r)
 {
 	c->ext = 0;
-	int rc = command(c, "EHLO ", c->p->helo, r, true);
+	int rc = command(c, "EHLO ", c->p->helo, NULL, r, true);
 	if (rc == 5 && c->usable)
-		rc = command(c, "HELO ", c->p->helo, r, false);
+		rc = command(c, "HELO ", c->p->helo, NULL, r, false);
 	return rc;
 }
 
@@ -496,7 +498,7 @@ static int handshake(struct smtpconn *c, struct smtpconn_error *err)
 		return -1;
 	}
 	if (c->p->starttls != STARTTLS_NO && offered && c->p->ssl) {
-		if ((rc = command(c, "STARTTLS", NULL, r, false)) != 2)
+		if ((rc = command(c, "STARTTLS", NULL, NULL, r, false)) != 2)
 			goto refused;
 		if (c->in_off != c->in_len) {
 			io_fail(c, "data after the STARTTLS reply");
@@ -585,7 +587,7 @@ static int add_stuffed(struct smtpconn *c, const char *data, size_t len)
 static void reset(struct smtpconn *c)
 {
 	struct smtp_reply r;
-	if (c->usable && command(c, "RSET", NULL, &r, false) != 2)
+	if (c->usable && command(c, "RSET", NULL, NULL, &r, false) != 2)
 		c->usable = false;
 }
 
@@ -626,16 +628,13 @@ static int envelope(struct smtpconn *c, const char *rp, const char *rcpt,
 			return -1;
 		return 0;
 	}
-	int rc = command(c, "MAIL FROM:<", rp, &tx->mail, false);
+	int rc = command(c, "MAIL FROM:<", rp, ">", &tx->mail, false);
 	if (rc != 2)
 		return rc < 0 ? -1 : 0;
-	out_cmd(c, "RCPT TO:<", rcpt, ">");
-	step_begins(c);
-	if (flush_out(c) != 0 || (rc = read_reply(c, &tx->rcpt, false)) < 0)
-		return -1;
+	rc = command(c, "RCPT TO:<", rcpt, ">", &tx->rcpt, false);
 	if (rc != 2)
-		return 0;
-	return command(c, "DATA", NULL, &tx->data, false) < 0 ? -1 : 0;
+		return rc < 0 ? -1 : 0;
+	return command(c, "DATA", NULL, NULL, &tx->data, false) < 0 ? -1 : 0;
 }
 
 int smtpconn_send(struct smtpconn *c, const char *reverse_path,
@@ -693,7 +692,7 @@ void smtpconn_close(struct smtpconn *c)
 	 * server awaits message content: closing discards that transaction */
 	if (c->usable && !c->pipelined_rcpt) {
 		struct smtp_reply r;
-		command(c, "QUIT", NULL, &r, false);
+		command(c, "QUIT", NULL, NULL, &r, false);
 	}
 	free(c->pipelined_rcpt);
 	if (c->ssl) {

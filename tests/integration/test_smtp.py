@@ -628,6 +628,11 @@ def test_reply_codes_map_to_outcomes(sinks, make_daemon, extensions):
     assert len(sink.by_message_id()) == len(sink.messages())
     for sess in sink.sessions():
         assert "BDAT" not in sess.verbs(), sess.verbs()
+    # every envelope command well formed, pipelined or one by one
+    for verb, pattern in (("MAIL", r"FROM:<[^<>\s]+>"),
+                          ("RCPT", r"TO:<[^<>\s]+>")):
+        for cmd in sink.commands(verb):
+            assert re.fullmatch(pattern, cmd[3].strip()), cmd
 
 
 # -- checklist 10: backoff ------------------------------------------------------
