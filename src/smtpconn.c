@@ -560,11 +560,9 @@ fail:
 /* The message with leading dots doubled, ending in CRLF "." CRLF. */
 static int add_stuffed(struct smtpconn *c, const char *data, size_t len)
 {
-	size_t dots = data[0] == '.';
-	for (const char *p = data; (p = memchr(p, '\n', len - (size_t)(p - data)));)
-		if (++p < data + len && *p == '.')
-			dots++;
-	if (out_reserve(c, len + dots + 5) != 0)
+	/* every doubled dot starts a line of at least "." and "\n": at most
+	 * len / 2 + 1 of them; room for the ending CRLF "." CRLF too */
+	if (out_reserve(c, len + len / 2 + 6) != 0)
 		return -1;
 	const char *p = data, *end = data + len;
 	bool line_start = true;
