@@ -4,6 +4,7 @@
 #ifndef ROUSE_SMTPREPLY_H
 #define ROUSE_SMTPREPLY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* One server reply. code 0: none arrived (the connection failed first). */
@@ -29,5 +30,14 @@ enum {
  * first line's text is kept. */
 long smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *r,
 		      unsigned *ext);
+
+/* "phase: code d.d.d text" into out (the enhanced code only when the
+ * reply had one), the text made printable ASCII (other bytes '?', line
+ * ends spaces) without trailing spaces: for job events and logs. */
+void smtp_reply_describe(const struct smtp_reply *r, const char *phase,
+			 char *out, size_t len);
+
+/* Does the reply ask the client to back off: 421, or any 4.7.x? */
+bool smtp_reply_backs_off(const struct smtp_reply *r);
 
 #endif

@@ -74,32 +74,10 @@ static void report_accepted(struct smtp_transport *t, struct smtp_item *it)
 	uv_async_send(&t->accepted_async);
 }
 
-/* Server text as a printable one-line string (it lands in JSON). */
-static void clean_text(char *dst, size_t len, const char *src)
-{
-	size_t j = 0;
-	for (size_t i = 0; src && src[i] && j + 1 < len; i++) {
-		unsigned char c = (unsigned char)src[i];
-		if (c == '\r' || c == '\n')
-			c = ' ';
-		dst[j++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-	}
-	while (j > 0 && dst[j - 1] == ' ')
-		j--;
-	dst[j] = '\0';
-}
-
 static void describe(struct smtp_item *it, const char *phase,
 		     const struct smtp_reply *r)
 {
-	char text[300];
-	clean_text(text, sizeof text, r->text);
-	if (r->enh[0])
-		snprintf(it->detail, sizeof it->detail, "%s: %d %d.%d.%d %s",
-			 phase, r->code, r->enh[0], r->enh[1], r->enh[2], text);
-	else
-		snprintf(it->detail, sizeof it->detail, "%s: %d %s", phase,
-			 r->code, text);
+	smtp_reply_describe(r, phase, it->detail, sizeof it->detail);
 }
 
 /* Classifies a failing reply (delivery-rules §2). */
@@ -110,7 +88,7 @@ static void judge_reply(struct smtp_item *it, const char *phase,
 	int c = r->code;
 	const int *enh = r->enh;
 	bool enh7 = enh[1] == 7 && enh[0] >= 4;
-	if (c == 421 || (enh[0] == 4 && enh[1] == 7))
+	if (smtp_reply_backs_off(r))
 		it->pause = true;
 	if (c / 100 == 4 || (enh[1] == 2 && enh[2] == 2)) {
 		it->verdict = SMTP_RETRY;
@@ -172,9 +150,7 @@ static void judge_unopened(struct smtp_item *it,
 {
 	it->verdict = SMTP_RETRY;
 	snprintf(it->detail, sizeof it->detail, "%s", e->detail);
-	if (e->kind == SMTPCONN_REPLY && e->reply.code &&
-	    (e->reply.code == 421 ||
-	     (e->reply.enh[0] == 4 && e->reply.enh[1] == 7)))
+	if (e->kind == SMTPCONN_REPLY && smtp_reply_backs_off(&e->reply))
 		it->pause = true;
 }
 

@@ -471,13 +471,7 @@ static void reply_failure(struct smtpconn_error *err, const char *phase,
 			  const struct smtp_reply *r)
 {
 	err->kind = SMTPCONN_REPLY;
-	if (r->enh[0])
-		snprintf(err->detail, sizeof err->detail, "%s: %d %d.%d.%d %s",
-			 phase, r->code, r->enh[0], r->enh[1], r->enh[2],
-			 r->text);
-	else
-		snprintf(err->detail, sizeof err->detail, "%s: %d %s", phase,
-			 r->code, r->text);
+	smtp_reply_describe(r, phase, err->detail, sizeof err->detail);
 }
 
 static int handshake(struct smtpconn *c, struct smtpconn_error *err)

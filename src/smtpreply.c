@@ -9,6 +9,7 @@
  * fuzzed (tests/fuzz/fuzz_smtpreply.c).
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -138,4 +139,30 @@ long smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *r,
 			return (long)off;
 		}
 	}
+}
+
+void smtp_reply_describe(const struct smtp_reply *r, const char *phase,
+			 char *out, size_t len)
+{
+	char text[sizeof r->text];
+	size_t j = 0;
+	for (size_t i = 0; r->text[i] && j + 1 < sizeof text; i++) {
+		unsigned char c = (unsigned char)r->text[i];
+		if (c == '\r' || c == '\n')
+			c = ' ';
+		text[j++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	while (j > 0 && text[j - 1] == ' ')
+		j--;
+	text[j] = '\0';
+	if (r->enh[0])
+		snprintf(out, len, "%s: %d %d.%d.%d %s", phase, r->code,
+			 r->enh[0], r->enh[1], r->enh[2], text);
+	else
+		snprintf(out, len, "%s: %d %s", phase, r->code, text);
+}
+
+bool smtp_reply_backs_off(const struct smtp_reply *r)
+{
+	return r->code == 421 || (r->enh[0] == 4 && r->enh[1] == 7);
 }

@@ -1,6 +1,7 @@
 /* test_smtpreply.c: the SMTP reply parser on replies as real servers
  * (Postfix, Exchange, aiosmtpd, Gmail) send them, on partial input, and
- * on what is not a reply. */
+ * on what is not a reply; how a reply is described and when it asks the
+ * client to back off. */
 #include <string.h>
 
 #include "smtpreply.h"
@@ -160,6 +161,28 @@ static void not_replies(void)
 	ASSERT_EQ_STR(r.text, "a?b");
 }
 
+static void describing(void)
+{
+	struct smtp_reply r;
+	char out[300];
+	ASSERT_TRUE(parse("550 5.1.1 <a@b.example>: no\x01such \r\n", &r,
+			  NULL) > 0);
+	smtp_reply_describe(&r, "RCPT", out, sizeof out);
+	ASSERT_EQ_STR(out, "RCPT: 550 5.1.1 <a@b.example>: no?such");
+	ASSERT_TRUE(parse("451 try \xe4 later\r\n", &r, NULL) > 0);
+	smtp_reply_describe(&r, "DATA", out, sizeof out);
+	ASSERT_EQ_STR(out, "DATA: 451 try ? later");
+	ASSERT_TRUE(!smtp_reply_backs_off(&r));
+	ASSERT_TRUE(parse("421 closing\r\n", &r, NULL) > 0);
+	ASSERT_TRUE(smtp_reply_backs_off(&r));
+	ASSERT_TRUE(parse("451 4.7.1 slow down\r\n", &r, NULL) > 0);
+	ASSERT_TRUE(smtp_reply_backs_off(&r));
+	ASSERT_TRUE(parse("550 5.7.1 policy\r\n", &r, NULL) > 0);
+	ASSERT_TRUE(!smtp_reply_backs_off(&r));
+	struct smtp_reply none = { 0 };
+	ASSERT_TRUE(!smtp_reply_backs_off(&none));
+}
+
 int main(void)
 {
 	simple_replies();
@@ -167,5 +190,6 @@ int main(void)
 	multiline();
 	ehlo_extensions();
 	not_replies();
+	describing();
 	TEST_DONE();
 }
