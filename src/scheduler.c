@@ -11,6 +11,10 @@
 
 #define SCHEDULER_MAX_SLEEP_MS 1000
 #define SCHEDULER_MAX_CLAIM 512
+/* With jobs of a channel in flight, a claim waits until this share of
+ * the channel's capacity is free: each claim is a commit, and a claim per
+ * finished job would cost one fsync per job under load. */
+#define SCHEDULER_CLAIM_SHARE 4
 
 struct scheduler {
 	uv_loop_t *loop;
@@ -28,6 +32,15 @@ struct scheduler {
 };
 
 static void scheduler_run(struct scheduler *s);
+
+/* How many jobs channel ch may take now, before the rate limit. */
+static long room_for(const struct scheduler *s, int ch)
+{
+	long room = s->capacity[ch] - s->in_flight[ch];
+	if (s->in_flight[ch] > 0 && room < s->capacity[ch] / SCHEDULER_CLAIM_SHARE)
+		return 0; /* a finishing job pokes */
+	return room;
+}
 
 static void on_timer(uv_timer_t *t)
 {
@@ -54,7 +67,7 @@ static int64_t next_wake(struct scheduler *s, int64_t now)
 			continue;
 		int64_t wait = s->next_due[ch] - now;
 		if (wait <= 0) {
-			if (s->in_flight[ch] >= s->capacity[ch])
+			if (room_for(s, ch) <= 0)
 				continue; /* a finishing job pokes */
 			wait = bucket_wait_ms(&s->buckets[ch], now);
 			if (wait == 0)
@@ -113,7 +126,7 @@ static void scheduler_run(struct scheduler *s)
 	bool any = false;
 	for (int ch = 0; ch < CH_COUNT; ch++) {
 		long budget = bucket_available(&s->buckets[ch], now);
-		long room = s->capacity[ch] - s->in_flight[ch];
+		long room = room_for(s, ch);
 		if (budget > room)
 			budget = room;
 		if (budget > SCHEDULER_MAX_CLAIM)

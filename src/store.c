@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,9 +345,19 @@ static void set_err(char *err, size_t errlen, const char *what, sqlite3 *db)
 	snprintf(err, errlen, "%s: %s", what, db ? sqlite3_errmsg(db) : "");
 }
 
+/* SQLite's allocator keeps usage statistics behind a global mutex unless
+ * told not to; nothing here reads them. Must precede SQLite's
+ * initialisation, hence once, before the first connection. */
+static void configure_sqlite(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int open_connection(const char *path, bool readonly, sqlite3 **out,
 			   char *err, size_t errlen)
 {
+	static pthread_once_t configured = PTHREAD_ONCE_INIT;
+	pthread_once(&configured, configure_sqlite);
 	int flags = SQLITE_OPEN_NOMUTEX |
 		    (readonly ? SQLITE_OPEN_READONLY
 			      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
