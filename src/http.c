@@ -10,13 +10,29 @@
  *   curl_multi_socket_action, followed by a curl_multi_info_read loop that
  *   finishes the completed transfers. Memory of a poll handle is freed
  *   only in its close callback.
+ * - A poll handle lives as long as its socket, not as long as curl's
+ *   interest in it: an HTTP/1.1 connection is handed back to curl's cache
+ *   after every request (CURL_POLL_REMOVE) and taken again for the next,
+ *   and closing and re-creating the handle each time cost three
+ *   epoll_ctl calls per request. On CURL_POLL_REMOVE the handle is
+ *   "parked": it stays in the pool's list and keeps its events, so the
+ *   next request on that socket usually changes nothing in epoll; a
+ *   readiness while parked (the server closing an idle connection) stops
+ *   it, and curl finds the dead connection itself. The handle is closed
+ *   when curl closes the socket (CURLOPT_CLOSESOCKETFUNCTION: uv_close
+ *   first, while the descriptor is still open, then close()).
  * - A transfer (struct http_xfer) owns one easy handle and the buffers of
  *   one request: the copied body, the header lines and their curl_slist
  *   nodes (laid out in our own arrays, so no per-request allocation once
  *   the buffers have grown), the response body (up to HTTP_BODY_MAX,
  *   written once, handed to the done callback in place). Finished
- *   transfers go back to a free list (capped) with their easy handle, its
+ *   transfers go back to a free list with their easy handle, its
  *   constant options still set.
+ *   The free list keeps as many transfers as were ever in use at once
+ *   (waiting + running: the caller's own in-flight cap bounds it) plus a
+ *   few, up to HTTP_FREE_MAX: a transfer made and freed per request
+ *   (curl_easy_init / curl_easy_cleanup) cost ~3% of the loop under
+ *   load.
  * - Requests beyond max_in_flight wait in the pool's FIFO queue, already
  *   prepared, and are added to the multi handle when a running one ends;
  *   curl's timeout (CURLOPT_TIMEOUT_MS) starts only then. Transfers added
@@ -48,6 +64,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -55,7 +73,8 @@
 #include "timefmt.h"
 
 #define HTTP_NAME_MAX 32
-#define HTTP_FREE_SPARE 16        /* idle transfers kept beyond max_in_flight */
+#define HTTP_FREE_SPARE 16        /* idle transfers kept beyond the peak */
+#define HTTP_FREE_MAX 4096
 #define HTTP_H2_STREAMS 100       /* default requests per HTTP/2 connection */
 #define HTTP_RESP_INITIAL 2048
 /* HTTP/1.1: a keep-alive connection idle for HTTP_H1_MAX_IDLE_S + 1
@@ -71,6 +90,10 @@ struct http_sock {
 	uv_poll_t poll;
 	curl_socket_t fd;
 	struct http_pool *pool;
+	bool owned;      /* opened by http_on_opensocket: curl closes it
+			    through http_on_closesocket */
+	bool polled;     /* poll initialised (and counted in handles_open) */
+	bool parked;     /* curl is not watching this socket */
 	struct http_sock *prev, *next;
 };
 
@@ -114,7 +137,7 @@ struct http_pool {
 	bool closing;
 	bool kick;                       /* transfers added since curl last ran */
 	size_t max_in_flight;
-	size_t free_max;
+	size_t free_max;                 /* idle transfers kept */
 	struct http_list waiting;        /* prepared, not yet in curl (FIFO) */
 	struct http_list running;        /* added to the multi handle */
 	struct http_list idle;           /* free list */
@@ -327,6 +350,10 @@ static void http_xfer_free(struct http_xfer *x)
 	free(x);
 }
 
+static curl_socket_t http_on_opensocket(void *clientp, curlsocktype purpose,
+					struct curl_sockaddr *a);
+static int http_on_closesocket(void *clientp, curl_socket_t fd);
+
 static struct http_xfer *http_xfer_new(struct http_pool *p)
 {
 	struct http_xfer *x = calloc(1, sizeof *x);
@@ -347,6 +374,10 @@ static struct http_xfer *http_xfer_new(struct http_pool *p)
 	bad += curl_easy_setopt(e, CURLOPT_HEADERDATA, (void *)x) != CURLE_OK;
 	bad += curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, http_on_prereq) != CURLE_OK;
 	bad += curl_easy_setopt(e, CURLOPT_PREREQDATA, (void *)x) != CURLE_OK;
+	bad += curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, http_on_opensocket) != CURLE_OK;
+	bad += curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, (void *)p) != CURLE_OK;
+	bad += curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, http_on_closesocket) != CURLE_OK;
+	bad += curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, (void *)p) != CURLE_OK;
 	bad += curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)p->timeout_ms) != CURLE_OK;
 	bad += curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
 	bad += curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
@@ -650,16 +681,72 @@ static void http_on_timer_closed(uv_handle_t *h)
 	http_handle_gone(h->data);
 }
 
+static struct http_sock *http_sock_new(struct http_pool *p,
+				       curl_socket_t fd, bool owned)
+{
+	struct http_sock *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->fd = fd;
+	s->pool = p;
+	s->owned = owned;
+	s->poll.data = s;
+	s->next = p->socks;
+	if (p->socks)
+		p->socks->prev = s;
+	p->socks = s;
+	return s;
+}
+
+static struct http_sock *http_sock_find(struct http_pool *p, curl_socket_t fd)
+{
+	for (struct http_sock *s = p->socks; s; s = s->next)
+		if (s->fd == fd)
+			return s;
+	return NULL;
+}
+
+/* Unlinks s; its memory goes with the poll handle's close callback, or
+ * at once when it never had one. */
 static void http_sock_close(struct http_pool *p, struct http_sock *s)
 {
-	uv_poll_stop(&s->poll);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
 		p->socks = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	if (!s->polled) {
+		free(s);
+		return;
+	}
+	uv_poll_stop(&s->poll);
 	uv_close((uv_handle_t *)&s->poll, http_on_sock_closed);
+}
+
+static curl_socket_t http_on_opensocket(void *clientp, curlsocktype purpose,
+					struct curl_sockaddr *a)
+{
+	(void)purpose;
+	struct http_pool *p = clientp;
+	int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	if (fd < 0)
+		return CURL_SOCKET_BAD;
+	if (!http_sock_new(p, fd, true)) {
+		close(fd);
+		return CURL_SOCKET_BAD;
+	}
+	return fd;
+}
+
+/* curl closes a socket: its poll handle goes first, while fd is open */
+static int http_on_closesocket(void *clientp, curl_socket_t fd)
+{
+	struct http_pool *p = clientp;
+	struct http_sock *s = http_sock_find(p, fd);
+	if (s)
+		http_sock_close(p, s);
+	return close(fd);
 }
 
 static void http_on_poll(uv_poll_t *h, int status, int events)
@@ -668,6 +755,10 @@ static void http_on_poll(uv_poll_t *h, int status, int events)
 	struct http_pool *p = s->pool;
 	if (p->closing)
 		return;
+	if (s->parked) {
+		uv_poll_stop(&s->poll);
+		return;
+	}
 	int flags = 0;
 	if (status < 0) {
 		flags = CURL_CSELECT_ERR;
@@ -700,31 +791,33 @@ static int http_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
 	struct http_pool *p = userp;
 	struct http_sock *s = socketp;
 	if (what == CURL_POLL_REMOVE) {
-		if (s) {
-			curl_multi_assign(p->multi, fd, NULL);
-			http_sock_close(p, s);
-		}
+		if (!s)
+			return 0;
+		curl_multi_assign(p->multi, fd, NULL);
+		if (s->owned)
+			s->parked = true;
+		else
+			http_sock_close(p, s); /* e.g. the resolver's: closed
+						  without telling us */
 		return 0;
 	}
 	if (p->closing)
 		return 0;
 	if (!s) {
-		s = calloc(1, sizeof *s);
-		if (!s)
+		s = http_sock_find(p, fd);
+		if (!s && !(s = http_sock_new(p, fd, false)))
 			return -1;
+		s->parked = false;
+		curl_multi_assign(p->multi, fd, s);
+	}
+	if (!s->polled) {
 		if (uv_poll_init_socket(p->loop, &s->poll, fd) != 0) {
-			free(s);
+			curl_multi_assign(p->multi, fd, NULL);
+			http_sock_close(p, s);
 			return -1;
 		}
-		s->fd = fd;
-		s->pool = p;
-		s->poll.data = s;
-		s->next = p->socks;
-		if (p->socks)
-			p->socks->prev = s;
-		p->socks = s;
+		s->polled = true;
 		p->handles_open++;
-		curl_multi_assign(p->multi, fd, s);
 	}
 	int events = 0;
 	if (what & CURL_POLL_IN)
@@ -844,6 +937,9 @@ int http_submit(struct http_pool *p, const struct http_request *req,
 		goto fail;
 	x->done = done;
 	x->ud = ud;
+	size_t in_use = p->waiting.n + p->running.n + 1 + HTTP_FREE_SPARE;
+	if (in_use > p->free_max)
+		p->free_max = in_use < HTTP_FREE_MAX ? in_use : HTTP_FREE_MAX;
 	if (p->waiting.n == 0 && p->running.n < p->max_in_flight) {
 		if (http_start(p, x) != 0)
 			goto fail;

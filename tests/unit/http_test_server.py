@@ -9,6 +9,8 @@ outlives the test). Paths (any method; the request body is always read):
   /date          429, Retry-After: an HTTP-date 10 s from now
   /stall         never answers; holds the connection until the client goes
   /drop          closes the connection without answering
+  /close-later?ms=N  200 {"ok":true}, then closes the kept-alive
+                 connection N ms later (default 100) while it is idle
   /echo          200, the request as JSON: method, path, headers (a list of
                  [name, value] pairs in order), body
   /slow?ms=N     200 after N ms (tracks how many run at once)
@@ -85,6 +87,11 @@ class Handler(BaseHTTPRequestHandler):
                 pass
             self.close_connection = True
         elif path == "/drop":
+            self.close_connection = True
+        elif path == "/close-later":
+            self.answer(200, {"ok": True})
+            self.wfile.flush()
+            time.sleep(int(query.get("ms", ["100"])[0]) / 1000.0)
             self.close_connection = True
         elif path == "/echo":
             self.answer(200, {

@@ -467,6 +467,51 @@ static void test_drop(void)
 	http_pool_close(p);
 }
 
+static int loop_turns;
+
+static void count_turn(uv_check_t *h)
+{
+	(void)h;
+	loop_turns++;
+}
+
+/* A kept-alive connection the server closes while it is idle: the
+ * socket's poll handle, kept between requests, must neither spin on that
+ * readiness nor keep the next request from going out on a new
+ * connection. */
+static void test_server_closes_idle_connection(void)
+{
+	struct http_pool *p = pool("sms", 1, 0, 10000);
+	struct call c = {0};
+	long connections = stat_int("connections");
+
+	one(p, "POST", "/close-later?ms=100", "x", NULL, &c);
+	ASSERT_EQ_INT(c.result, HTTP_ANSWERED);
+	ASSERT_EQ_INT(c.status, 200);
+
+	uv_check_t check;
+	uv_check_init(&loop, &check);
+	uv_check_start(&check, count_turn);
+	loop_turns = 0;
+	RUN_UNTIL(false, 500); /* the close arrives meanwhile */
+	uv_close((uv_handle_t *)&check, NULL);
+	/* the 10 ms tick makes ~50 turns; a handle left polling a closed
+	 * socket would make thousands */
+	ASSERT_TRUE(loop_turns < 200);
+
+	one(p, "POST", "/ok", "x", NULL, &c);
+	ASSERT_EQ_INT(c.result, HTTP_ANSWERED);
+	ASSERT_EQ_INT(c.status, 200);
+	ASSERT_EQ_INT(stat_int("connections"), connections + 2);
+
+	/* and the new connection is reused */
+	one(p, "POST", "/ok", "x", NULL, &c);
+	ASSERT_EQ_INT(c.status, 200);
+	ASSERT_EQ_INT(stat_int("connections"), connections + 2);
+	call_reset(&c);
+	http_pool_close(p);
+}
+
 static void test_not_sent(void)
 {
 	struct http_pool *p = pool("sms", 1, 0, 10000);
@@ -703,6 +748,7 @@ int main(void)
 	test_stall_times_out();
 	test_drop();
 	test_not_sent();
+	test_server_closes_idle_connection();
 	test_many_few_connections();
 	test_queue();
 	test_close_in_flight();
