@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include <openssl/ssl.h>
+#include <uv.h>
 
 #include "config.h"
 #include "smtpreply.h"
@@ -22,8 +23,15 @@ struct smtpconn_params {
 	SSL_CTX *ssl;        /* NULL when starttls is STARTTLS_NO */
 	const char *username; /* NULL: no AUTH */
 	const char *password;
-	int *fd_slot;        /* where the socket is published (atomically) so
-	                        another thread may shut it down; may be NULL */
+	/* Where the socket is published so that another thread may shut it
+	 * down; may be NULL. The slot is written under fd_lock, and cleared
+	 * under it before the socket is closed: a thread reading the slot
+	 * under the same lock never shuts down a descriptor that was closed
+	 * and reused meanwhile. A socket published while *stopped is true is
+	 * shut down at once. */
+	int *fd_slot;
+	uv_mutex_t *fd_lock;
+	const bool *stopped; /* read under fd_lock */
 };
 
 /* Why opening failed: no MAIL was sent in any case. */

@@ -222,7 +222,8 @@ static void run_session(struct smtp_transport *t, struct worker_item *batch,
 		.hostport = t->hostport, .timeout_ms = (int)conf->timeout_ms,
 		.starttls = conf->starttls, .ssl = t->ssl,
 		.username = conf->username, .password = conf->password,
-		.fd_slot = fd_slot,
+		.fd_slot = fd_slot, .fd_lock = &t->accepted_lock,
+		.stopped = &t->aborted,
 	};
 	struct smtpconn *c = NULL;
 	struct smtpconn_error err;
@@ -431,7 +432,7 @@ void smtp_abort(struct smtp_transport *t)
 	uv_mutex_lock(&t->accepted_lock);
 	t->aborted = true;
 	for (int i = 0; i < WORKER_MAX_THREADS; i++) {
-		int fd = __atomic_load_n(&t->session_fd[i], __ATOMIC_ACQUIRE);
+		int fd = t->session_fd[i];
 		if (fd >= 0)
 			shutdown(fd, SHUT_RDWR);
 	}

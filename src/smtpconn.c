@@ -26,7 +26,7 @@
  * I/O: a non-blocking socket; every wait is a poll() bounded by the
  * configured timeout, so a silent server costs at most that long, and a
  * shutdown() of the published socket from another thread ends any wait
- * at once. TLS via OpenSSL on the same socket.
+ * at once (publish_fd). TLS via OpenSSL on the same socket.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -79,6 +79,21 @@ static int64_t mono_ms(void)
 static void step_begins(struct smtpconn *c)
 {
 	c->deadline = mono_ms() + c->p->timeout_ms;
+}
+
+/* Publishes fd (or -1: none) in the caller's slot; see smtpconn.h. */
+static void publish_fd(struct smtpconn *c, int fd)
+{
+	const struct smtpconn_params *p = c->p;
+	if (!p->fd_slot)
+		return;
+	if (p->fd_lock)
+		uv_mutex_lock(p->fd_lock);
+	*p->fd_slot = fd;
+	if (fd >= 0 && p->stopped && *p->stopped)
+		shutdown(fd, SHUT_RDWR);
+	if (p->fd_lock)
+		uv_mutex_unlock(p->fd_lock);
 }
 
 /* The connection cannot go on; the first reason is kept for details. */
@@ -315,8 +330,7 @@ static int open_socket(struct smtpconn *c)
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		c->fd = fd;
-		if (c->p->fd_slot)
-			__atomic_store_n(c->p->fd_slot, fd, __ATOMIC_RELEASE);
+		publish_fd(c, fd);
 		step_begins(c);
 		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 ||
 		    (errno == EINPROGRESS && wait_fd(c, POLLOUT) == 0)) {
@@ -333,8 +347,7 @@ static int open_socket(struct smtpconn *c)
 		}
 		if (!c->usable)
 			break; /* timed out: the timeout covers all addresses */
-		if (c->p->fd_slot)
-			__atomic_store_n(c->p->fd_slot, -1, __ATOMIC_RELEASE);
+		publish_fd(c, -1);
 		close(fd);
 		c->fd = -1;
 	}
@@ -693,8 +706,7 @@ void smtpconn_close(struct smtpconn *c)
 		SSL_free(c->ssl);
 	}
 	if (c->fd >= 0) {
-		if (c->p->fd_slot)
-			__atomic_store_n(c->p->fd_slot, -1, __ATOMIC_RELEASE);
+		publish_fd(c, -1);
 		close(c->fd);
 	}
 	free(c->out);
