@@ -31,7 +31,11 @@
 #      channel with a note; any other refusal is an error.
 # Every figure is the median of BENCH_REPEAT runs (the mean of the middle
 # two for an even count); a failed run ends its series. The ratio
-# rouse / reference is the figure of merit (target >= 0.8).
+# rouse / reference is the figure of merit (target >= 0.8). The report
+# also gives each side's CPU per request in its last run (http_raw's own
+# CPU, or every roused thread, plus nginx's) and how many cores that kept
+# busy: when the reference alone keeps the machine near its core count,
+# a rouse needing more CPU per request cannot keep its pace.
 #
 # Environment (defaults in brackets):
 #   ROUSED               daemon [build-bench/roused, else build/roused]
@@ -339,18 +343,42 @@ describe_raw() {
 		"$(field cpu_s "$last")" "$(sed -n 's/^nginx_cpu: //p' "$last" | sed 's/^\./0./')"
 }
 
+# cpu_line FILE PROCESS_CPU_S: CPU per request of the run in FILE (the
+# sender, PROCESS_CPU_S seconds, plus nginx) and how many of the machine's
+# cores that kept busy while it ran; "-" when the run has no figures
+cpu_line() {
+	local rate ng
+	rate=$(field req_per_s "$1")
+	ng=$(sed -n 's/^nginx_cpu: //p' "$1")
+	if [[ ! $rate =~ ^[0-9]+$ || $rate == 0 || -z $ng || -z $2 ]]; then
+		echo "-"
+		return
+	fi
+	awk -v p="$2" -v n="$ng" -v c="$count" -v r="$rate" 'BEGIN {
+		printf "%.0f us (sender %.0f + nginx %.0f), %.2f cores busy\n",
+			(p + n) * 1e6 / c, p * 1e6 / c, n * 1e6 / c, (p + n) * r / c }'
+}
+
+# seconds of CPU on a "daemon_cpu:" line (every thread)
+daemon_cpu_s() {
+	sed -n 's/^daemon_cpu: //p' "$1" | grep -o '[0-9.]* s' |
+		awk '{ t += $1 } END { if (NR) printf "%.2f\n", t }'
+}
+
 log "3. reference: http_raw, $count requests per run"
 log "   sms over HTTP/1.1, $sms_conns connections"
 raw_series raw-sms --url "$sms_url" --kind sms -c "$sms_conns" \
 	--auth-token "$twilio_token"
 raw_sms_line=$(describe_raw)
+raw_sms_cpu=$( [[ $series_ok == 1 ]] && cpu_line "$last" "$(field cpu_s "$last")" || echo -)
 raw_sms=$( [[ $series_ok == 1 ]] && echo "$rates" | median || echo -)
-declare -A raw_apns_line raw_apns
+declare -A raw_apns_line raw_apns raw_apns_cpu
 for c in $apns_conns; do
 	log "   apns over HTTP/2, $c connections x $streams streams"
 	raw_series "raw-apns-$c" --url "$apns_url" --kind apns -c "$c" --http2 \
 		--streams "$streams" --cacert "$ng/ca.pem"
 	raw_apns_line[$c]=$(describe_raw)
+	raw_apns_cpu[$c]=$( [[ $series_ok == 1 ]] && cpu_line "$last" "$(field cpu_s "$last")" || echo -)
 	raw_apns[$c]=$( [[ $series_ok == 1 ]] && echo "$rates" | median || echo -)
 done
 
@@ -478,6 +506,8 @@ describe_rouse() {
 
 rouse_sms_line="not run (BENCH_ROUSE=0)"
 rouse_apns_line=$rouse_sms_line
+rouse_sms_cpu=-
+rouse_apns_cpu=-
 rouse_sms=-
 rouse_apns=-
 if [[ $run_rouse == 1 ]]; then
@@ -485,10 +515,12 @@ if [[ $run_rouse == 1 ]]; then
 	log "   sms: sms.transport http, twilio, $sms_conns connections"
 	rouse_series sms "$sms_log"
 	rouse_sms_line=$(describe_rouse)
+	[[ $series_ok == 1 ]] && rouse_sms_cpu=$(cpu_line "$last" "$(daemon_cpu_s "$last")")
 	[[ $series_ok == 1 ]] && rouse_sms=$(echo "$rates" | median)
 	log "   apns: push.transport http, push.apns, $rouse_apns_conns connections"
 	rouse_series apns "$apns_log"
 	rouse_apns_line=$(describe_rouse)
+	[[ $series_ok == 1 ]] && rouse_apns_cpu=$(cpu_line "$last" "$(daemon_cpu_s "$last")")
 	[[ $series_ok == 1 ]] && rouse_apns=$(echo "$rates" | median)
 fi
 
@@ -513,6 +545,12 @@ apns_ratio=$(ratio "$rouse_apns" "${raw_apns[$rouse_apns_conns]}")
 	echo "rouse (first byte of load on the socket -> last answer in nginx's log)"
 	echo "  sms   http twilio, connections $sms_conns: $rouse_sms_line"
 	echo "  apns  push.apns, connections $rouse_apns_conns: $rouse_apns_line"
+	echo "CPU per request, last run (the sender's process, or every daemon thread, plus nginx;"
+	echo "rouse's load client not counted); cores busy = that CPU / the run's time, of $(nproc)"
+	echo "  sms   reference ${raw_sms_cpu:--}"
+	echo "        rouse     ${rouse_sms_cpu:--}"
+	echo "  apns  reference ${raw_apns_cpu[$rouse_apns_conns]:--}"
+	echo "        rouse     ${rouse_apns_cpu:--}"
 	echo "ratio rouse / reference"
 	echo "  sms   $sms_ratio   [target >= 0.8: $(verdict "$sms_ratio")]"
 	echo "  apns  $apns_ratio   (vs HTTP/2 x$rouse_apns_conns)   [target >= 0.8: $(verdict "$apns_ratio")]"
