@@ -52,6 +52,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 root=$(dirname "$here")
 py=/usr/bin/python3
 
@@ -99,19 +101,6 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
-
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-
-# value of key=... on the "result:" line of a bench output file
-field() { sed -n 's/^result: //p' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-
-rss_kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
-
-rss_line() {
-	printf 'VmRSS %s kB (anon %s, file %s, shmem %s)' "$(rss_kb "$1" VmRSS)" \
-		"$(rss_kb "$1" RssAnon)" "$(rss_kb "$1" RssFile)" \
-		"$(rss_kb "$1" RssShmem)"
-}
 
 ratio() {
 	local a=$1 b=$2
@@ -229,22 +218,6 @@ stop_daemon() {
 # drop DIR: the data directory goes unless BENCH_KEEP=1
 drop() {
 	if [[ "${BENCH_KEEP:-0}" != 1 ]]; then rm -rf "$1"; fi
-}
-
-# CPU seconds (user+sys) per thread name of a live process
-thread_cpu() {
-	local tck t
-	tck=$(getconf CLK_TCK)
-	for t in /proc/"$1"/task/*; do
-		local stat rest
-		stat=$(cat "$t/stat" 2>/dev/null) || continue
-		rest=${stat##*) }
-		# fields after the name: 12 = utime, 13 = stime
-		echo "$(cat "$t/comm") $(echo "$rest" | cut -d' ' -f12,13)"
-	done | awk -v tck="$tck" '{ c[$1] += $2 + $3; n[$1]++ }
-		END { for (k in c) if (c[k] > 0) printf "%s%s %.2f s; ", k,
-			(n[k] > 1 ? "(x" n[k] ")" : ""), c[k] / tck }' |
-		sed 's/; $//'
 }
 
 # stats_timed SOCKET -> "queue_depth ms"

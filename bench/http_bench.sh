@@ -53,6 +53,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 root=$(dirname "$here")
 py=/usr/bin/python3
 
@@ -87,8 +89,6 @@ pids=()
 nginx_pid=""
 status=0
 
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-
 stop_pid() {
 	kill "-$2" "$1" 2>/dev/null || true
 	local i
@@ -119,16 +119,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# value of key=... on the "result:" line of a bench output file
-field() { sed -n 's/^result: //p' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-
 # median of the numbers on stdin; the mean of the middle two for an even count
 median() { tr ' ' '\n' | awk 'NF' | sort -n | awk '{ v[NR] = $1 }
 	END { if (NR == 0) print "-"
 	      else if (NR % 2) print v[(NR + 1) / 2]
 	      else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 pick_port() {
 	"$py" -c 'import socket
@@ -152,21 +147,6 @@ nginx_cpu() {
 		total=$(echo "$total + $(proc_cpu "$w")" | bc)
 	done
 	echo "$total"
-}
-
-# CPU seconds per thread name of a live process
-thread_cpu() {
-	local tck t
-	tck=$(getconf CLK_TCK)
-	for t in /proc/"$1"/task/*; do
-		local stat rest
-		stat=$(cat "$t/stat" 2>/dev/null) || continue
-		rest=${stat##*) }
-		echo "$(cat "$t/comm") $(echo "$rest" | cut -d' ' -f12,13)"
-	done | awk -v tck="$tck" '{ c[$1] += $2 + $3; n[$1]++ }
-		END { for (k in c) if (c[k] > 0) printf "%s%s %.2f s; ", k,
-			(n[k] > 1 ? "(x" n[k] ")" : ""), c[k] / tck }' |
-		sed 's/; $//'
 }
 
 ratio() {

@@ -34,6 +34,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 root=$(dirname "$here")
 py=/usr/bin/python3
 
@@ -78,19 +80,6 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
-
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-
-# value of key=... on the "result:" line of a bench output file
-field() { sed -n 's/^result: //p' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-
-rss_kb() { sed -n "s/^$2:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$1/status"; }
-
-rss_line() {
-	printf 'VmRSS %s kB (anon %s, file %s, shmem %s)' "$(rss_kb "$1" VmRSS)" \
-		"$(rss_kb "$1" RssAnon)" "$(rss_kb "$1" RssFile)" \
-		"$(rss_kb "$1" RssShmem)"
-}
 
 # ---------------------------------------------------------------- build
 if [[ -n "${BENCH_BIN:-}" ]]; then

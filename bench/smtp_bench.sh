@@ -51,6 +51,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 root=$(dirname "$here")
 py=/usr/bin/python3
 
@@ -83,8 +85,6 @@ bin=$work/bin
 pids=()
 pf_dir=""
 pf_started=0
-
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # Postfix's own master, if one runs (the system instance): left alone
 pf_master_running() {
@@ -125,11 +125,6 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
-
-# value of key=... on the "result:" line of a bench output file
-field() { sed -n 's/^result: //p' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 median() { tr ' ' '\n' | awk 'NF' | sort -n | awk '{ v[NR] = $1 }
 	END { if (NR == 0) print "-"; else print v[int((NR + 1) / 2)] }'; }
@@ -230,22 +225,6 @@ stop_daemon() {
 		kill -KILL "$1" 2>/dev/null || true
 	fi
 	wait "$1" 2>/dev/null || true
-}
-
-# CPU seconds (user+sys) per thread name of a live process
-thread_cpu() {
-	local tck t
-	tck=$(getconf CLK_TCK)
-	for t in /proc/"$1"/task/*; do
-		local stat rest
-		stat=$(cat "$t/stat" 2>/dev/null) || continue
-		rest=${stat##*) }
-		# fields after the name: 12 = utime, 13 = stime
-		echo "$(cat "$t/comm") $(echo "$rest" | cut -d' ' -f12,13)"
-	done | awk -v tck="$tck" '{ c[$1] += $2 + $3; n[$1]++ }
-		END { for (k in c) if (c[k] > 0) printf "%s%s %.2f s; ", k,
-			(n[k] > 1 ? "(x" n[k] ")" : ""), c[k] / tck }' |
-		sed 's/; $//'
 }
 
 # source_run TAG TARGET_PORT BUDGET SMTP-SOURCE-ARGS... -> $work/TAG.out
