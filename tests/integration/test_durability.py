@@ -16,7 +16,7 @@ import pytest
 
 from rouse_harness import (NOTE_TEMPLATES, Client, compile_shim, is_uuid,
                            job_status, jsonl, maildir_messages, rfc3339,
-                           send_req, statuses, wait_for)
+                           send_req, statuses, wait_for, wait_state)
 
 FUTURE = "2099-01-01T00:00:00Z"
 TERMINAL = ("sent", "failed", "suppressed", "cancelled", "expired")
@@ -530,3 +530,42 @@ def test_sigkill_burst_outboxes_whole(daemon):
             per[x["job"]].append(x["attempt"])
         for j, att in per.items():
             assert len(att) == len(set(att)), (j, att)
+
+
+# -- schema upgrade --------------------------------------------------------
+
+def test_schema_4_database_upgrades_and_recovers(daemon):
+    """A database of schema version 4 (which had a partial index on
+    state for the jobs in `sending`) opens under version 5: the index is
+    dropped, and jobs left in `sending` are still found at start-up (now
+    through the (channel, state) index): an SMS one fails as ambiguous
+    (sms.on_ambiguous defaults to fail), an email one is sent again."""
+    d = daemon(templates=NOTE_TEMPLATES)
+    d.start()
+    with d.client() as c:
+        sms = c.request(send_req("mig-sms", "sms", key="mig-sms", at=FUTURE))
+        mail = c.request(send_req("mig-mail", "email", key="mig-mail",
+                                  at=FUTURE))
+        kept = c.request(send_req("mig-kept", "push", key="mig-kept",
+                                  at=FUTURE))
+    assert sms["ok"] and mail["ok"] and kept["ok"], (sms, mail, kept)
+    assert d.stop() == 0
+    assert d.sqlite("PRAGMA user_version;") == "5"
+    assert d.sqlite("SELECT count(*) FROM sqlite_master"
+                    " WHERE name = 'jobs_sending';") == "0"
+
+    d.sqlite("CREATE INDEX jobs_sending ON jobs(state) WHERE state = 3;"
+             " UPDATE jobs SET state = 3 WHERE id IN ('%s', '%s');"
+             " PRAGMA user_version = 4;" % (sms["job"], mail["job"]))
+    d.start()
+    with d.client() as c:
+        failed = wait_state(c, sms["job"], "failed")
+        assert failed["reason"] == "ambiguous", failed
+        wait_state(c, mail["job"], "sent")
+        assert job_status(c, kept["job"])["state"] == "scheduled"
+    assert len(maildir_messages(d.data_dir / "outbox" / "email")) == 1
+    assert d.stop() == 0
+    assert d.sqlite("PRAGMA user_version;") == "5"
+    assert d.sqlite("SELECT count(*) FROM sqlite_master"
+                    " WHERE name = 'jobs_sending';") == "0"
+    assert d.sqlite("PRAGMA integrity_check;") == "ok"
