@@ -29,9 +29,15 @@
 #      daemon's stats sent.<channel> cross-checks the count. A daemon that
 #      refuses its configuration with "not supported yet" skips that
 #      channel with a note; any other refusal is an error.
+#   5. alternating pairs (BENCH_PAIRS, default 3): per channel, one
+#      reference run then one rouse run, BENCH_PAIRS times; each pair's
+#      ratio compares runs a few seconds apart, so the headline ratio (the
+#      median of the pairs) does not depend on which phases 3 and 4 each
+#      caught of a machine whose speed drifts
 # Every figure is the median of BENCH_REPEAT runs (the mean of the middle
 # two for an even count); a failed run ends its series. The ratio
-# rouse / reference is the figure of merit (target >= 0.8). The report
+# rouse / reference is the figure of merit (target >= 0.8): the median of
+# the pairs, or the series' medians with BENCH_PAIRS=0. The report
 # also gives each side's CPU per request in its last run (http_raw's own
 # CPU, or every roused thread, plus nginx's) and how many cores that kept
 # busy: when the reference alone keeps the machine near its core count,
@@ -46,10 +52,10 @@
 #   BENCH_NGINX [/usr/sbin/nginx]   BENCH_NGINX_WORKERS [1]
 #   BENCH_HTTP_COUNT [20000]        requests / jobs per run
 #   BENCH_HTTP_SMS_CONNS [16]       BENCH_HTTP_APNS_CONNS ["2 16"]
-#   BENCH_HTTP_STREAMS [100]        BENCH_REPEAT [2]
+#   BENCH_HTTP_STREAMS [100]        BENCH_REPEAT [2]   BENCH_PAIRS [3]
 #   BENCH_TIMEOUT [120]  seconds per run before it is cut
 #   BENCH_HTTP_PORT, BENCH_HTTPS_PORT   [free ports picked at start]
-#   BENCH_ROUSE=0        skip phase 4
+#   BENCH_ROUSE=0        skip phases 4 and 5
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -504,9 +510,61 @@ if [[ $run_rouse == 1 ]]; then
 	[[ $series_ok == 1 ]] && rouse_apns=$(echo "$rates" | median)
 fi
 
+# ---------------------------------------------------------------- 5. pairs
+# median of the ratios on stdin (three decimals for an even count)
+median_ratio() { tr ' ' '\n' | awk 'NF && $1 != "n/a"' | sort -n | awk '{ v[NR] = $1 }
+	END { if (NR == 0) print "n/a"
+	      else if (NR % 2) print v[(NR + 1) / 2]
+	      else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# pair KIND TAG RAW_ARGS...: one reference run, then one rouse run; sets
+# $pair_ratio, or returns 1 when a run failed
+pair() {
+	local kind=$1 tag=$2 alog a b
+	shift 2
+	raw_series "$tag" "$@"
+	[[ $series_ok == 1 ]] || return 1
+	a=${rates% }
+	if [[ $kind == sms ]]; then alog=$sms_log; else alog=$apns_log; fi
+	rouse_series "$kind" "$alog"
+	[[ $series_ok == 1 ]] || return 1
+	b=${rates% }
+	pair_ratio=$(ratio "$b" "$a")
+	log "   pair: rouse $b / reference $a = $pair_ratio"
+}
+
+pairs=${BENCH_PAIRS:-3}
+sms_pairs=""
+apns_pairs=""
+if [[ $run_rouse == 1 && $pairs -gt 0 ]]; then
+	log "5. alternating pairs: reference then rouse, $pairs times per channel"
+	saved_repeat=$repeat
+	repeat=1
+	for i in $(seq 1 "$pairs"); do
+		pair sms "raw-sms-pair$i" --url "$sms_url" --kind sms \
+			-c "$sms_conns" --auth-token "$twilio_token" || break
+		sms_pairs+="$pair_ratio "
+		pair apns "raw-apns-pair$i" --url "$apns_url" --kind apns \
+			-c "$rouse_apns_conns" --http2 --streams "$streams" \
+			--cacert "$ng/ca.pem" || break
+		apns_pairs+="$pair_ratio "
+	done
+	repeat=$saved_repeat
+fi
+
 # ---------------------------------------------------------------- report
-sms_ratio=$(ratio "$rouse_sms" "$raw_sms")
-apns_ratio=$(ratio "$rouse_apns" "${raw_apns[$rouse_apns_conns]}")
+if [[ -n $sms_pairs ]]; then
+	sms_ratio=$(echo "$sms_pairs" | median_ratio)
+else
+	sms_ratio=$(ratio "$rouse_sms" "$raw_sms")
+fi
+if [[ -n $apns_pairs ]]; then
+	apns_ratio=$(echo "$apns_pairs" | median_ratio)
+else
+	apns_ratio=$(ratio "$rouse_apns" "${raw_apns[$rouse_apns_conns]}")
+fi
+ratio_from="the series' medians above"
+[[ -n $sms_pairs || -n $apns_pairs ]] && ratio_from="median of the alternating pairs"
 {
 	echo
 	echo "==================== rouse HTTP delivery benchmark ===================="
@@ -531,7 +589,12 @@ apns_ratio=$(ratio "$rouse_apns" "${raw_apns[$rouse_apns_conns]}")
 	echo "        rouse     ${rouse_sms_cpu:--}"
 	echo "  apns  reference ${raw_apns_cpu[$rouse_apns_conns]:--}"
 	echo "        rouse     ${rouse_apns_cpu:--}"
-	echo "ratio rouse / reference"
+	if [[ -n $sms_pairs || -n $apns_pairs ]]; then
+		echo "alternating pairs (one reference run, then one rouse run; rouse / reference per pair)"
+		echo "  sms   ${sms_pairs% }"
+		echo "  apns  ${apns_pairs% }"
+	fi
+	echo "ratio rouse / reference ($ratio_from)"
 	echo "  sms   $sms_ratio   [target >= 0.8: $(verdict "$sms_ratio")]"
 	echo "  apns  $apns_ratio   (vs HTTP/2 x$rouse_apns_conns)   [target >= 0.8: $(verdict "$apns_ratio")]"
 	echo "======================================================================"
