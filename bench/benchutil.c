@@ -1,5 +1,6 @@
 /* benchutil.c: shared helpers of the benchmark programs (benchutil.h). */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +102,16 @@ int bench_roundtrip(const char *prog, const char *path, const char *req,
 out:
 	close(fd);
 	return rc;
+}
+
+void bench_error(struct bench_errors *e, const char *fmt, ...)
+{
+	if (e->count++ == 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(e->first, sizeof e->first, fmt, ap);
+		va_end(ap);
+	}
 }
 
 const char *bench_read_answers(const char *prog, int fd,

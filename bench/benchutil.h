@@ -57,6 +57,17 @@ enum bench_write_end bench_write_requests(const char *prog, int fd, long n,
 					  bench_format_fn format, void *ud,
 					  long *written);
 
+/* What went wrong on one load connection: how many times, and the first
+ * time in words. Written by that connection's reader thread only. */
+struct bench_errors {
+	long count;
+	char first[300];
+};
+
+/* Counts one error; the words of the first one are kept. */
+void bench_error(struct bench_errors *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* Longest answer line bench_read_answers takes. */
 #define BENCH_ANSWER_MAX (256u << 10)
 

@@ -92,9 +92,8 @@ struct eb_conn {
 	long n;                  /* requests on this connection */
 	long first;              /* global number of its first request */
 	_Atomic long acked;
-	long errors;
+	struct bench_errors err;
 	long misordered;
-	char first_error[300];
 	char last_enrollment[EB_ID_MAX];
 	int64_t last_ack_ns;
 	_Atomic bool io_failed;
@@ -250,13 +249,9 @@ static void check_answer(void *ud, char *line, int64_t t)
 		c->misordered++;
 		ok = false;
 	}
-	if (!ok) {
-		if (c->errors == 0)
-			snprintf(c->first_error, sizeof c->first_error,
-				 "connection %d, answer %ld: %.200s", c->index,
-				 expect, line);
-		c->errors++;
-	}
+	if (!ok)
+		bench_error(&c->err, "connection %d, answer %ld: %.200s",
+			    c->index, expect, line);
 	c->last_ack_ns = t;
 	atomic_store(&c->acked, expect + 1);
 }
@@ -267,10 +262,7 @@ static void *reader_main(void *arg)
 	char why[96];
 	if (bench_read_answers(PROG, c->fd, &c->acked, c->n, check_answer, c,
 			       why, sizeof why)) {
-		if (c->errors == 0)
-			snprintf(c->first_error, sizeof c->first_error,
-				 "connection %d: %s", c->index, why);
-		c->errors++;
+		bench_error(&c->err, "connection %d: %s", c->index, why);
 		atomic_store(&c->io_failed, true);
 	}
 	atomic_store(&c->finished, true);
@@ -412,10 +404,10 @@ static int run(struct eb_opts *o)
 		long a = atomic_load(&conns[i].acked);
 		requests += conns[i].n;
 		acked += a;
-		errors += conns[i].errors + (conns[i].n - a);
+		errors += conns[i].err.count + (conns[i].n - a);
 		misordered += conns[i].misordered;
-		if (!first_error && conns[i].first_error[0])
-			first_error = conns[i].first_error;
+		if (!first_error && conns[i].err.first[0])
+			first_error = conns[i].err.first;
 		if (conns[i].last_ack_ns > last_ack)
 			last_ack = conns[i].last_ack_ns;
 		if (conns[i].last_enrollment[0])

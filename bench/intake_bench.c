@@ -104,9 +104,8 @@ struct bench_conn {
 	int64_t *planned_ns;      /* latency: per request */
 	int64_t *latency_ns;      /* latency: per request */
 	_Atomic long acked;
-	long errors;
+	struct bench_errors err;
 	long misordered;
-	char first_error[300];
 	int64_t last_ack_ns;
 	_Atomic bool io_failed;
 };
@@ -262,13 +261,9 @@ static void check_answer(void *ud, char *line, int64_t t)
 		c->misordered++;
 		ok = false;
 	}
-	if (!ok) {
-		if (c->errors == 0)
-			snprintf(c->first_error, sizeof c->first_error,
-				 "connection %d, answer %ld (expected id %ld): "
-				 "%.200s", c->index, expect, expect, line);
-		c->errors++;
-	}
+	if (!ok)
+		bench_error(&c->err, "connection %d, answer %ld (expected id "
+			    "%ld): %.200s", c->index, expect, expect, line);
 	if (c->latency_ns && expect < c->n)
 		c->latency_ns[expect] = t - c->planned_ns[expect];
 	c->last_ack_ns = t;
@@ -281,10 +276,7 @@ static void *reader_main(void *arg)
 	char why[96];
 	if (bench_read_answers(PROG, c->fd, &c->acked, c->n, check_answer, c,
 			       why, sizeof why)) {
-		if (c->errors == 0)
-			snprintf(c->first_error, sizeof c->first_error,
-				 "connection %d: %s", c->index, why);
-		c->errors++;
+		bench_error(&c->err, "connection %d: %s", c->index, why);
 		c->io_failed = true;
 	}
 	return NULL;
@@ -328,11 +320,11 @@ static void totals(struct bench_conn *conns, int n, struct run_totals *t)
 	for (int i = 0; i < n; i++) {
 		t->requests += conns[i].n;
 		t->acked += atomic_load(&conns[i].acked);
-		t->errors += conns[i].errors +
+		t->errors += conns[i].err.count +
 			     (conns[i].n - atomic_load(&conns[i].acked));
 		t->misordered += conns[i].misordered;
-		if (!t->first_error && conns[i].first_error[0])
-			t->first_error = conns[i].first_error;
+		if (!t->first_error && conns[i].err.first[0])
+			t->first_error = conns[i].err.first;
 		if (conns[i].last_ack_ns > t->last_ack_ns)
 			t->last_ack_ns = conns[i].last_ack_ns;
 	}

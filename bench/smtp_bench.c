@@ -96,8 +96,7 @@ struct sb_conn {
 	long first;               /* global number of its first request */
 	long n;
 	_Atomic long acked;
-	long errors;
-	char first_error[300];
+	struct bench_errors err;
 	int64_t last_ack_ns;
 	_Atomic bool io_failed;
 };
@@ -292,13 +291,9 @@ static void check_answer(void *ud, char *line, int64_t t)
 	bool ok = strstr(line, "\"ok\":true") &&
 		  strstr(line, "\"state\":\"queued\"") &&
 		  !strstr(line, "\"duplicate\":true") && id == expect;
-	if (!ok) {
-		if (c->errors == 0)
-			snprintf(c->first_error, sizeof c->first_error,
-				 "connection %d, answer %ld: %.200s", c->index,
-				 expect, line);
-		c->errors++;
-	}
+	if (!ok)
+		bench_error(&c->err, "connection %d, answer %ld: %.200s",
+			    c->index, expect, line);
 	c->last_ack_ns = t;
 	atomic_store(&c->acked, expect + 1);
 }
@@ -309,10 +304,7 @@ static void *reader_main(void *arg)
 	char why[96];
 	if (bench_read_answers(PROG, c->fd, &c->acked, c->n, check_answer, c,
 			       why, sizeof why)) {
-		if (c->errors == 0)
-			snprintf(c->first_error, sizeof c->first_error,
-				 "connection %d: %s", c->index, why);
-		c->errors++;
+		bench_error(&c->err, "connection %d: %s", c->index, why);
 		atomic_store(&c->io_failed, true);
 	}
 	return NULL;
@@ -443,12 +435,12 @@ static int run_rouse(const struct sb_opts *o)
 		pthread_join(r[i], NULL);
 		close(conns[i].fd);
 		acked += atomic_load(&conns[i].acked);
-		errors += conns[i].errors + conns[i].n -
+		errors += conns[i].err.count + conns[i].n -
 			  atomic_load(&conns[i].acked);
 		if (conns[i].last_ack_ns > last_ack)
 			last_ack = conns[i].last_ack_ns;
-		if (!first_error && conns[i].first_error[0])
-			first_error = conns[i].first_error;
+		if (!first_error && conns[i].err.first[0])
+			first_error = conns[i].err.first;
 	}
 	struct sb_cut cut;
 	wait_sink(o, &k, t0, &cut);
