@@ -140,6 +140,17 @@ def wait_event(c, job_id, what, timeout=15.0, n=1):
                              % (job_id, n, what, timeout, last.get("job")))
 
 
+def send_due_together(c, prefix, n, delay, timeout):
+    """Sends n email jobs (users prefix0.., each at user@example.com) due
+    together delay seconds from now, so that they are claimed at once, and
+    waits until all are sent. Returns (job ids, {id: job})."""
+    at = rfc3339(time.time() + delay)
+    answers = c.pipeline([send_req("%s%d" % (prefix, i), "email", at=at)
+                          for i in range(n)])
+    jobs = [ok(a)["job"] for a in answers]
+    return jobs, wait_all(c, jobs, timeout=timeout)
+
+
 def wait_all(c, jobs, states=("sent",), timeout=60.0):
     """Waits until every job is in one of states; returns {id: job}."""
     last = {}
@@ -869,13 +880,8 @@ def test_next_envelope_rides_behind_the_dot(make_daemon):
     server = ScriptedSmtpServer()
     d = smtp_daemon(make_daemon, server.port,
                     smtp={"sessions": 1, "batch": 50}).start()
-    at = rfc3339(time.time() + 1.5)   # due together: one session
-    with d.client() as c:
-        answers = c.pipeline([send_req("p%d" % i, "email", at=at,
-                                       to="p%d@example.com" % i)
-                              for i in range(3)])
-        jobs = [ok(a)["job"] for a in answers]
-        done = wait_all(c, jobs, timeout=30)
+    with d.client() as c:   # due together: one session
+        jobs, done = send_due_together(c, "p", 3, 1.5, timeout=30)
     server.thread.join(10)
     assert server.error is None, server.error
     assert [done[j]["attempts"] for j in jobs] == [1, 1, 1], done
@@ -892,13 +898,8 @@ def test_helo_when_the_server_refuses_ehlo(sinks, make_daemon):
     sink = sinks(ehlo=False)
     d = smtp_daemon(make_daemon, sink,
                     smtp={"sessions": 1, "batch": 50}).start()
-    at = rfc3339(time.time() + 1.5)   # due together: one connection
-    with d.client() as c:
-        answers = c.pipeline([send_req("h%d" % i, "email", at=at,
-                                       to="h%d@example.com" % i)
-                              for i in range(3)])
-        jobs = [ok(a)["job"] for a in answers]
-        done = wait_all(c, jobs, timeout=30)
+    with d.client() as c:   # due together: one connection
+        jobs, done = send_due_together(c, "h", 3, 1.5, timeout=30)
     assert [done[j]["attempts"] for j in jobs] == [1, 1, 1], done
     assert sink.connections() == 1, sink.sessions()
     verbs = sink.sessions()[0].verbs()
@@ -913,12 +914,8 @@ def test_two_sessions_of_fifty_reuse_connections(sinks, make_daemon):
     sink = sinks()
     d = smtp_daemon(make_daemon, sink,
                     smtp={"sessions": 2, "batch": 50}).start()
-    at = rfc3339(time.time() + 2)   # all due at once: full batches
-    with d.client() as c:
-        answers = c.pipeline([send_req("r%d" % i, "email", at=at)
-                              for i in range(200)])
-        jobs = [ok(a)["job"] for a in answers]
-        wait_all(c, jobs, timeout=40)
+    with d.client() as c:   # all due at once: full batches
+        jobs, _ = send_due_together(c, "r", 200, 2, timeout=40)
     wait_for(lambda: all(s.closed for s in sink.sessions()), 10,
              message="SMTP sessions left open after their batch")
     got = sink.messages()
