@@ -125,11 +125,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# median of the numbers on stdin; the mean of the middle two for an even count
-median() { tr ' ' '\n' | awk 'NF' | sort -n | awk '{ v[NR] = $1 }
-	END { if (NR == 0) print "-"
+# median [FORMAT [NONE]]: median of the numbers on stdin (words that are
+# not numbers, such as "n/a", are left out); for an even count the mean of
+# the middle two, printed with FORMAT [%.0f]; NONE [-] when there are none
+median() { tr ' ' '\n' | awk '$1 ~ /^[0-9.]+$/' | sort -n |
+	awk -v fmt="${1:-%.0f}\n" -v none="${2:--}" '{ v[NR] = $1 }
+	END { if (NR == 0) print none
 	      else if (NR % 2) print v[(NR + 1) / 2]
-	      else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+	      else printf fmt, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 pick_port() {
 	"$py" -c 'import socket
@@ -511,12 +514,6 @@ if [[ $run_rouse == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- 5. pairs
-# median of the ratios on stdin (three decimals for an even count)
-median_ratio() { tr ' ' '\n' | awk 'NF && $1 != "n/a"' | sort -n | awk '{ v[NR] = $1 }
-	END { if (NR == 0) print "n/a"
-	      else if (NR % 2) print v[(NR + 1) / 2]
-	      else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 # pair KIND TAG RAW_ARGS...: one reference run, then one rouse run; sets
 # $pair_ratio, or returns 1 when a run failed
 pair() {
@@ -554,12 +551,12 @@ fi
 
 # ---------------------------------------------------------------- report
 if [[ -n $sms_pairs ]]; then
-	sms_ratio=$(echo "$sms_pairs" | median_ratio)
+	sms_ratio=$(echo "$sms_pairs" | median %.3f n/a)
 else
 	sms_ratio=$(ratio "$rouse_sms" "$raw_sms")
 fi
 if [[ -n $apns_pairs ]]; then
-	apns_ratio=$(echo "$apns_pairs" | median_ratio)
+	apns_ratio=$(echo "$apns_pairs" | median %.3f n/a)
 else
 	apns_ratio=$(ratio "$rouse_apns" "${raw_apns[$rouse_apns_conns]}")
 fi
